@@ -1,0 +1,11 @@
+//! postdesk-core: every decision of the help desk, and no I/O.
+//!
+//! The shell (the `postdesk` binary) reads mail, the clock and the database,
+//! hands them to the functions here and applies what they return. Nothing in
+//! this crate may open a file, a socket or a database, or read the system
+//! clock: `now` is always an argument.
+
+pub mod config;
+pub mod text;
+pub mod ticket;
+pub mod units;
