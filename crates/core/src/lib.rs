@@ -5,7 +5,10 @@
 //! this crate may open a file, a socket or a database, or read the system
 //! clock: `now` is always an argument.
 
+pub mod body;
 pub mod config;
+pub mod mail;
+pub mod subject;
 pub mod text;
 pub mod ticket;
 pub mod units;

@@ -1,0 +1,325 @@
+//! One inbound message as intake sees it: the parsed fields postdesk decides
+//! on, the machine-mail signals of SPEC §4.4, the delivery-status details of a
+//! bounce, and the attachments. Built from raw RFC 5322 bytes with
+//! mail-parser; anything it cannot make a mail of is a [`Defect`], never a
+//! panic.
+//!
+//! Pure: takes bytes, returns values. Never touches the store or the clock.
+
+use chrono::{DateTime, TimeZone, Utc};
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+
+use crate::text::normalize_address;
+
+/// Why a message could not be taken in; intake quarantines it with this reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Defect {
+    Empty,
+    Unparseable,
+    NoHeaders,
+    NoSender,
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Defect::Empty => "empty message",
+            Defect::Unparseable => "not an RFC 5322 message: no header could be parsed",
+            Defect::NoHeaders => "no mail headers (no From, To, Subject, Date or Message-ID)",
+            Defect::NoSender => "no sender: the From header is missing or holds no address",
+        })
+    }
+}
+
+/// A file attached to an inbound mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The name as the sender gave it (sanitised only when stored).
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Header evidence that a mail was written by a machine (SPEC §4.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineSignals {
+    pub auto_submitted: Option<String>,
+    pub precedence: Option<String>,
+    pub x_autoreply: bool,
+    pub x_autorespond: bool,
+    pub list_id: bool,
+    pub return_path_empty: bool,
+    pub report: bool,
+    pub x_loop: Vec<String>,
+    pub auto_response_suppress: Option<String>,
+}
+
+/// What a delivery-status report says about the mail that bounced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// `5.1.1`-style status of the first failed recipient.
+    pub status: Option<String>,
+    pub failed_recipient: Option<String>,
+    /// The Message-ID of the mail that bounced (without angle brackets).
+    pub original_message_id: Option<String>,
+}
+
+impl DeliveryReport {
+    /// A 5.x.x status: the address will not work, retrying is pointless.
+    pub fn is_permanent(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| s.starts_with('5'))
+    }
+}
+
+/// The parsed inbound mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundMail {
+    /// Without angle brackets.
+    pub message_id: Option<String>,
+    pub from: String,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub body: String,
+    pub attachments: Vec<Attachment>,
+    pub signals: MachineSignals,
+    pub report: Option<DeliveryReport>,
+    pub size: usize,
+}
+
+impl InboundMail {
+    /// Parses raw bytes; a [`Defect`] when there is no mail to speak of.
+    pub fn parse(raw: &[u8]) -> Result<InboundMail, Defect> {
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(Defect::Empty);
+        }
+        let message = MessageParser::default().parse(raw).ok_or(Defect::Unparseable)?;
+        let has_mail_header = message.from().is_some()
+            || message.to().is_some()
+            || message.subject().is_some()
+            || message.date().is_some()
+            || message.message_id().is_some();
+        if !has_mail_header {
+            return Err(Defect::NoHeaders);
+        }
+        let (from, from_name) = message
+            .from()
+            .and_then(first_address)
+            .or_else(|| message.sender().and_then(first_address))
+            .ok_or(Defect::NoSender)?;
+
+        let header_text = |name: &str| -> Option<String> {
+            message.header_raw(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        };
+        let return_path = message.header_raw("Return-Path").map(str::trim);
+        let report = message.root_part().is_content_type("multipart", "report");
+        let signals = MachineSignals {
+            auto_submitted: header_text("Auto-Submitted"),
+            precedence: header_text("Precedence"),
+            x_autoreply: message.header_raw("X-Autoreply").is_some(),
+            x_autorespond: message.header_raw("X-Autorespond").is_some(),
+            list_id: message.header_raw("List-Id").is_some(),
+            return_path_empty: return_path.is_some_and(|v| v.trim_matches(|c| c == '<' || c == '>').trim().is_empty()),
+            report,
+            x_loop: message
+                .header_values("X-Loop")
+                .filter_map(|v| v.as_text())
+                .map(normalize_address)
+                .collect(),
+            auto_response_suppress: header_text("X-Auto-Response-Suppress"),
+        };
+
+        let mut body = String::new();
+        for i in 0..message.text_body_count() {
+            if let Some(text) = message.body_text(i) {
+                if !body.is_empty() {
+                    body.push_str("\n\n");
+                }
+                body.push_str(&text);
+            }
+        }
+
+        let mut attachments = Vec::new();
+        let mut delivery = None;
+        for (i, part) in message.attachments().enumerate() {
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into())
+                .to_ascii_lowercase();
+            if report {
+                read_report_part(&content_type, part.contents(), &mut delivery);
+            }
+            let filename = part.attachment_name().map(str::to_string).unwrap_or_else(|| {
+                if part.is_message() { format!("message-{}.eml", i + 1) } else { format!("attachment-{}", i + 1) }
+            });
+            attachments.push(Attachment { filename, content_type, data: part.contents().to_vec() });
+        }
+
+        Ok(InboundMail {
+            message_id: message.message_id().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()),
+            from,
+            from_name,
+            reply_to: message.reply_to().and_then(first_address).map(|(a, _)| a),
+            to: all_addresses(message.to()),
+            cc: all_addresses(message.cc()),
+            subject: message.subject().unwrap_or("").trim().to_string(),
+            date: message.date().and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single()),
+            in_reply_to: id_list(message.in_reply_to()),
+            references: id_list(message.references()),
+            body,
+            attachments,
+            signals,
+            report: delivery,
+            size: raw.len(),
+        })
+    }
+
+    /// The address replies go to: Reply-To when given, else From.
+    pub fn requester(&self) -> &str {
+        self.reply_to.as_deref().unwrap_or(&self.from)
+    }
+}
+
+fn first_address(address: &Address<'_>) -> Option<(String, Option<String>)> {
+    let all = address_list(address);
+    let first = all.into_iter().find(|(a, _)| a.contains('@'))?;
+    Some(first)
+}
+
+fn address_list(address: &Address<'_>) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut push = |a: &mail_parser::Addr<'_>| {
+        if let Some(addr) = a.address() {
+            let addr = normalize_address(addr);
+            if !addr.is_empty() {
+                out.push((addr, a.name().map(|n| n.trim().to_string()).filter(|n| !n.is_empty())));
+            }
+        }
+    };
+    if let Some(list) = address.as_list() {
+        list.iter().for_each(&mut push);
+    } else if let Some(groups) = address.as_group() {
+        groups.iter().flat_map(|g| g.addresses.iter()).for_each(&mut push);
+    }
+    out
+}
+
+fn all_addresses(address: Option<&Address<'_>>) -> Vec<String> {
+    address.map(address_list).unwrap_or_default().into_iter().map(|(a, _)| a).filter(|a| a.contains('@')).collect()
+}
+
+fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
+    match value {
+        HeaderValue::Text(t) => vec![t.trim().to_string()],
+        HeaderValue::TextList(list) => list.iter().map(|t| t.trim().to_string()).collect(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|id| !id.is_empty())
+    .collect()
+}
+
+/// Reads `message/delivery-status` and the returned headers of a DSN.
+fn read_report_part(content_type: &str, contents: &[u8], report: &mut Option<DeliveryReport>) {
+    let text = String::from_utf8_lossy(contents);
+    let r = report.get_or_insert_with(DeliveryReport::default);
+    match content_type {
+        "message/delivery-status" | "message/global-delivery-status" => {
+            for line in text.lines() {
+                let Some((name, value)) = line.split_once(':') else { continue };
+                let value = value.trim();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "status" if r.status.is_none() => {
+                        r.status = value.split_whitespace().next().map(str::to_string);
+                    }
+                    "final-recipient" | "original-recipient" if r.failed_recipient.is_none() => {
+                        let addr = value.rsplit(';').next().unwrap_or(value);
+                        r.failed_recipient = Some(normalize_address(addr));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        "message/rfc822" | "text/rfc822-headers" | "message/rfc822-headers" | "message/global" | "message/global-headers" => {
+            if r.original_message_id.is_none() {
+                r.original_message_id = header_in_block(&text, "message-id")
+                    .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+                    .filter(|v| !v.is_empty());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The value of the first header `name` in a block of header lines.
+fn header_in_block(text: &str, name: &str) -> Option<String> {
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            return None;
+        }
+        if let Some((key, value)) = line.split_once(':')
+            && key.trim().eq_ignore_ascii_case(name)
+        {
+            let mut value = value.trim().to_string();
+            while let Some(next) = lines.peek() {
+                if next.starts_with([' ', '\t']) {
+                    value.push(' ');
+                    value.push_str(next.trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_fields_intake_needs() {
+        let raw = b"From: Ana <Ana@Cliente.com>\r\nTo: soporte@example.com\r\nCc: jefe@cliente.com\r\nSubject: =?ISO-8859-1?Q?Facturaci=F3n?=\r\nMessage-ID: <a1@cliente.com>\r\nIn-Reply-To: <x@example.com>\r\nReferences: <w@example.com> <x@example.com>\r\n\r\nHola\r\n";
+        let m = InboundMail::parse(raw).unwrap();
+        assert_eq!(m.from, "ana@cliente.com");
+        assert_eq!(m.from_name.as_deref(), Some("Ana"));
+        assert_eq!(m.subject, "Facturación");
+        assert_eq!(m.message_id.as_deref(), Some("a1@cliente.com"));
+        assert_eq!(m.in_reply_to, vec!["x@example.com"]);
+        assert_eq!(m.references, vec!["w@example.com", "x@example.com"]);
+        assert_eq!(m.cc, vec!["jefe@cliente.com"]);
+        assert_eq!(m.body.trim(), "Hola");
+    }
+
+    #[test]
+    fn garbage_and_senderless_mail_are_defects() {
+        assert_eq!(InboundMail::parse(b"   \r\n"), Err(Defect::Empty));
+        assert!(InboundMail::parse(b"\x00\x01\x02 garbage \xff\xfe").is_err());
+        assert_eq!(InboundMail::parse(b"Subject: hi\r\n\r\nbody"), Err(Defect::NoSender));
+    }
+
+    #[test]
+    fn reads_a_delivery_status_report() {
+        let raw = b"From: MAILER-DAEMON@mx.cliente.com\r\nTo: soporte@example.com\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\nFinal-Recipient: rfc822; nadie@cliente.com\r\nAction: failed\r\nStatus: 5.1.1\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: soporte@example.com\r\nMessage-ID: <ack-1@example.com>\r\nSubject: x\r\n--b--\r\n";
+        let m = InboundMail::parse(raw).unwrap();
+        assert!(m.signals.report);
+        let r = m.report.unwrap();
+        assert_eq!(r.status.as_deref(), Some("5.1.1"));
+        assert!(r.is_permanent());
+        assert_eq!(r.failed_recipient.as_deref(), Some("nadie@cliente.com"));
+        assert_eq!(r.original_message_id.as_deref(), Some("ack-1@example.com"));
+    }
+}
