@@ -7,8 +7,12 @@
 
 pub mod body;
 pub mod config;
+pub mod intake;
+pub mod machine;
+pub mod outgoing;
 pub mod mail;
 pub mod subject;
 pub mod text;
 pub mod ticket;
 pub mod units;
+pub mod view;
