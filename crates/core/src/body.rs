@@ -22,8 +22,14 @@ pub fn cut_at_marker(text: &str) -> String {
     let mut kept: Vec<&str> = Vec::new();
     for line in text.lines() {
         let folded = fold(line.trim_start_matches(|c: char| c == '>' || c.is_whitespace()));
-        if markers.iter().any(|m| folded.starts_with(m.as_str()) || folded.contains(m.as_str())) {
-            while kept.last().is_some_and(|l| l.trim().is_empty() || l.trim_start().starts_with('>')) {
+        if markers
+            .iter()
+            .any(|m| folded.starts_with(m.as_str()) || folded.contains(m.as_str()))
+        {
+            while kept
+                .last()
+                .is_some_and(|l| l.trim().is_empty() || l.trim_start().starts_with('>'))
+            {
                 kept.pop();
             }
             if kept.last().is_some_and(|l| is_attribution(l)) {
@@ -41,7 +47,10 @@ pub fn cut_at_marker(text: &str) -> String {
 
 fn is_attribution(line: &str) -> bool {
     let l = fold(line.trim());
-    (l.ends_with("wrote:") || l.ends_with("escribio:") || l.ends_with("a ecrit :") || l.ends_with("schrieb:"))
+    (l.ends_with("wrote:")
+        || l.ends_with("escribio:")
+        || l.ends_with("a ecrit :")
+        || l.ends_with("schrieb:"))
         && l.len() < 300
 }
 
@@ -53,7 +62,13 @@ mod tests {
     fn cuts_from_the_marker_down() {
         let text = "Gracias, ya funciona.\n\nEl lun, 3 nov 2026, Soporte escribió:\n> ## Responda por encima de esta línea ##\n> Su ticket 4…";
         assert_eq!(cut_at_marker(text), "Gracias, ya funciona.");
-        assert_eq!(cut_at_marker("Thanks\n## Reply above this line ##\nold"), "Thanks");
-        assert_eq!(cut_at_marker("no marker here\nline 2\n"), "no marker here\nline 2");
+        assert_eq!(
+            cut_at_marker("Thanks\n## Reply above this line ##\nold"),
+            "Thanks"
+        );
+        assert_eq!(
+            cut_at_marker("no marker here\nline 2\n"),
+            "no marker here\nline 2"
+        );
     }
 }

@@ -12,13 +12,13 @@ use std::ops::Range;
 
 use chrono::{NaiveDate, NaiveTime};
 use chrono_tz::Tz;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use toml::Spanned;
 
 use crate::text::normalize_address;
 use crate::ticket::{Priority, Status, TicketType};
-use crate::units::{parse_day_ranges, parse_size, Rate, Span, WeeklySlot};
+use crate::units::{Rate, Span, WeeklySlot, parse_day_ranges, parse_size};
 
 /// One problem in the config, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,11 @@ pub struct ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file, self.line, self.key, self.message)
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.key, self.message
+        )
     }
 }
 
@@ -94,10 +98,9 @@ from_str_de!(WeeklySlot, WeeklySlot::parse);
 /// A time zone name from the IANA database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeZone(pub Tz);
-from_str_de!(TimeZone, |s| s
-    .parse::<Tz>()
-    .map(TimeZone)
-    .map_err(|_| format!("`{s}` is not a time zone (use an IANA name such as Europe/Madrid)")));
+from_str_de!(TimeZone, |s| s.parse::<Tz>().map(TimeZone).map_err(
+    |_| format!("`{s}` is not a time zone (use an IANA name such as Europe/Madrid)")
+));
 
 /// A compiled regular expression from a `[[rules]]` entry.
 #[derive(Debug, Clone)]
@@ -172,7 +175,8 @@ from_str_de!(AfterProcessing, |s| match s {
     "seen" => Ok(AfterProcessing::Seen),
     "delete" => Ok(AfterProcessing::Delete),
     _ => match s.strip_prefix("move:") {
-        Some(folder) if !folder.trim().is_empty() => Ok(AfterProcessing::Move(folder.trim().to_string())),
+        Some(folder) if !folder.trim().is_empty() =>
+            Ok(AfterProcessing::Move(folder.trim().to_string())),
         _ => Err(format!("`{s}`: use seen, delete or move:FOLDER")),
     },
 });
@@ -388,8 +392,16 @@ struct RawSmtp {
 /// Where outgoing mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmtpTransport {
-    File { dir: String },
-    Smtp { host: String, port: u16, security: Security, username: Option<String>, password: Secret },
+    File {
+        dir: String,
+    },
+    Smtp {
+        host: String,
+        port: u16,
+        security: Security,
+        username: Option<String>,
+        password: Secret,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -435,7 +447,10 @@ fn default_max_size() -> ByteSize {
     ByteSize(25 * 1024 * 1024)
 }
 fn default_ack_rate() -> Rate {
-    Rate { count: 5, per_seconds: 3600 }
+    Rate {
+        count: 5,
+        per_seconds: 3600,
+    }
 }
 fn default_foreign() -> ForeignReplies {
     ForeignReplies::NewTicket
@@ -497,7 +512,11 @@ pub struct Duplicates {
 
 impl Default for Duplicates {
     fn default() -> Self {
-        Duplicates { enabled: true, window: default_dup_window(), scope: default_scope() }
+        Duplicates {
+            enabled: true,
+            window: default_dup_window(),
+            scope: default_scope(),
+        }
     }
 }
 
@@ -618,10 +637,17 @@ pub struct EscalationLevel {
 }
 
 fn default_keywords() -> Vec<String> {
-    ["conforme", "ok", "validado", "aceptado", "accept", "approved"].map(String::from).to_vec()
+    [
+        "conforme", "ok", "validado", "aceptado", "accept", "approved",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn default_slot() -> WeeklySlot {
-    WeeklySlot { weekday: chrono::Weekday::Mon, time: NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default() }
+    WeeklySlot {
+        weekday: chrono::Weekday::Mon,
+        time: NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -636,7 +662,11 @@ pub struct Validation {
 
 impl Default for Validation {
     fn default() -> Self {
-        Validation { keywords: default_keywords(), reminder_schedule: default_slot(), auto_close_after: None }
+        Validation {
+            keywords: default_keywords(),
+            reminder_schedule: default_slot(),
+            auto_close_after: None,
+        }
     }
 }
 
@@ -700,11 +730,19 @@ impl Config {
         let locate = Locator::new(text, file);
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
-            Err(e) => return Err(ConfigError { problems: vec![locate.serde_error(&e)] }),
+            Err(e) => {
+                return Err(ConfigError {
+                    problems: vec![locate.serde_error(&e)],
+                });
+            }
         };
         let mut problems = Vec::new();
         let config = validate(raw, &locate, &mut problems);
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {
@@ -713,7 +751,9 @@ impl Config {
 
     pub fn agent(&self, address: &str) -> Option<&Agent> {
         let address = normalize_address(address);
-        self.agents.iter().find(|a| normalize_address(&a.email) == address)
+        self.agents
+            .iter()
+            .find(|a| normalize_address(&a.email) == address)
     }
 
     /// True when `address` is one of our own mailbox or notes addresses.
@@ -721,18 +761,27 @@ impl Config {
         let address = normalize_address(address);
         self.mailboxes.iter().any(|m| {
             normalize_address(&m.address) == address
-                || m.notes_address.as_deref().map(normalize_address).as_deref() == Some(address.as_str())
+                || m.notes_address.as_deref().map(normalize_address).as_deref()
+                    == Some(address.as_str())
         })
     }
 
     /// The customer an address belongs to: by exact address first, then by domain.
     pub fn customer_for(&self, address: &str) -> Option<&Customer> {
         let address = normalize_address(address);
-        if let Some(c) = self.customers.iter().find(|c| c.addresses.iter().any(|a| normalize_address(a) == address)) {
+        if let Some(c) = self
+            .customers
+            .iter()
+            .find(|c| c.addresses.iter().any(|a| normalize_address(a) == address))
+        {
             return Some(c);
         }
         let domain = crate::text::domain_of(&address)?;
-        self.customers.iter().find(|c| c.domains.iter().any(|d| d.trim().eq_ignore_ascii_case(domain)))
+        self.customers.iter().find(|c| {
+            c.domains
+                .iter()
+                .any(|d| d.trim().eq_ignore_ascii_case(domain))
+        })
     }
 
     pub fn calendar(&self, name: &str) -> Option<&Calendar> {
@@ -753,7 +802,11 @@ impl<'a> Locator<'a> {
 
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     /// The `[table]` header in force at `offset`, for naming a key in full.
@@ -761,14 +814,26 @@ impl<'a> Locator<'a> {
         let end = offset.min(self.text.len());
         self.text.get(..end)?.lines().rev().find_map(|line| {
             let line = line.trim();
-            let inner = line.strip_prefix("[[").and_then(|l| l.split("]]").next())
+            let inner = line
+                .strip_prefix("[[")
+                .and_then(|l| l.split("]]").next())
                 .or_else(|| line.strip_prefix('[').and_then(|l| l.split(']').next()))?;
             Some(inner.trim().to_string())
         })
     }
 
-    fn problem(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
-        ConfigProblem { file: self.file.to_string(), line: self.line_of(span.start), key: key.into(), message: message.into() }
+    fn problem(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigProblem {
+        ConfigProblem {
+            file: self.file.to_string(),
+            line: self.line_of(span.start),
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     fn serde_error(&self, e: &toml::de::Error) -> ConfigProblem {
@@ -791,7 +856,11 @@ impl<'a> Locator<'a> {
 
     /// The key written on the line that holds `offset` (`key = value`).
     fn key_at(&self, offset: usize) -> Option<String> {
-        let start = self.text.get(..offset.min(self.text.len()))?.rfind('\n').map_or(0, |i| i + 1);
+        let start = self
+            .text
+            .get(..offset.min(self.text.len()))?
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
         let line = self.text.get(start..)?.lines().next()?;
         let (key, _) = line.split_once('=')?;
         let key = key.trim().trim_matches('"');
@@ -809,36 +878,77 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         for h in c.holidays {
             let parsed = match &h {
                 HolidayValue::Text(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok(),
-                HolidayValue::Date(d) => d.date.and_then(|d| NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))),
+                HolidayValue::Date(d) => d.date.and_then(|d| {
+                    NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+                }),
             };
             match parsed {
                 Some(d) => holidays.push(d),
-                None => problems.push(at.problem(span.clone(), format!("calendars.{name}.holidays"), format!("{h:?} is not a date YYYY-MM-DD"))),
+                None => problems.push(at.problem(
+                    span.clone(),
+                    format!("calendars.{name}.holidays"),
+                    format!("{h:?} is not a date YYYY-MM-DD"),
+                )),
             }
         }
         if name == "24x7" {
-            problems.push(at.problem(span.clone(), "calendars.24x7", "the calendar 24x7 is built in and cannot be redefined"));
+            problems.push(at.problem(
+                span.clone(),
+                "calendars.24x7",
+                "the calendar 24x7 is built in and cannot be redefined",
+            ));
             continue;
         }
         let day = |d: Option<DayHours>| d.map(|d| d.0).unwrap_or_default();
-        let week = [day(c.mon), day(c.tue), day(c.wed), day(c.thu), day(c.fri), day(c.sat), day(c.sun)];
+        let week = [
+            day(c.mon),
+            day(c.tue),
+            day(c.wed),
+            day(c.thu),
+            day(c.fri),
+            day(c.sat),
+            day(c.sun),
+        ];
         if week.iter().all(Vec::is_empty) {
-            problems.push(at.problem(span.clone(), format!("calendars.{name}"), "no working hours on any day (set mon..sun, e.g. mon = \"09:00-18:00\")"));
+            problems.push(at.problem(
+                span.clone(),
+                format!("calendars.{name}"),
+                "no working hours on any day (set mon..sun, e.g. mon = \"09:00-18:00\")",
+            ));
         }
-        calendars.insert(name.clone(), Calendar {
-            name,
-            timezone: c.timezone.map_or(raw.desk.timezone.0, |t| t.0),
-            week,
-            holidays,
-            always: false,
-        });
+        calendars.insert(
+            name.clone(),
+            Calendar {
+                name,
+                timezone: c.timezone.map_or(raw.desk.timezone.0, |t| t.0),
+                week,
+                holidays,
+                always: false,
+            },
+        );
     }
 
-    if raw.desk.tag.trim().is_empty() || !raw.desk.tag.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
-        problems.push(ConfigProblem { file: at.file.into(), line: at.line_of(at.text.find("tag").unwrap_or(0)), key: "desk.tag".into(), message: "the tag must be one word of letters, digits, - or _".into() });
+    if raw.desk.tag.trim().is_empty()
+        || !raw
+            .desk
+            .tag
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        problems.push(ConfigProblem {
+            file: at.file.into(),
+            line: at.line_of(at.text.find("tag").unwrap_or(0)),
+            key: "desk.tag".into(),
+            message: "the tag must be one word of letters, digits, - or _".into(),
+        });
     }
     if raw.desk.first_ticket_number < 1 {
-        problems.push(ConfigProblem { file: at.file.into(), line: at.line_of(at.text.find("first_ticket_number").unwrap_or(0)), key: "desk.first_ticket_number".into(), message: "must be 1 or more".into() });
+        problems.push(ConfigProblem {
+            file: at.file.into(),
+            line: at.line_of(at.text.find("first_ticket_number").unwrap_or(0)),
+            key: "desk.first_ticket_number".into(),
+            message: "must be 1 or more".into(),
+        });
     }
 
     let mut mailboxes = Vec::new();
@@ -850,7 +960,11 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
             problems.push(at.problem(span.clone(), key("name"), "two mailboxes have this name"));
         }
         if !m.address.contains('@') {
-            problems.push(at.problem(span.clone(), key("address"), format!("`{}` is not an e-mail address", m.address)));
+            problems.push(at.problem(
+                span.clone(),
+                key("address"),
+                format!("`{}` is not an e-mail address", m.address),
+            ));
         }
         let default_poll = match m.source {
             SourceKind::Imap => 60,
@@ -860,7 +974,11 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
             None => default_poll,
             Some(Some(s)) if s > 0 => s,
             Some(_) => {
-                problems.push(at.problem(span.clone(), key("poll_interval"), "must be a positive wall-clock duration such as 5s or 1m"));
+                problems.push(at.problem(
+                    span.clone(),
+                    key("poll_interval"),
+                    "must be a positive wall-clock duration such as 5s or 1m",
+                ));
                 default_poll
             }
         };
@@ -868,13 +986,23 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
             SourceKind::Maildir => match m.path.clone() {
                 Some(path) => MailboxSource::Maildir { path },
                 None => {
-                    problems.push(at.problem(span.clone(), key("path"), "a maildir mailbox needs `path`"));
-                    MailboxSource::Maildir { path: String::new() }
+                    problems.push(at.problem(
+                        span.clone(),
+                        key("path"),
+                        "a maildir mailbox needs `path`",
+                    ));
+                    MailboxSource::Maildir {
+                        path: String::new(),
+                    }
                 }
             },
             SourceKind::Imap => {
                 let host = m.host.clone().unwrap_or_else(|| {
-                    problems.push(at.problem(span.clone(), key("host"), "an imap mailbox needs `host`"));
+                    problems.push(at.problem(
+                        span.clone(),
+                        key("host"),
+                        "an imap mailbox needs `host`",
+                    ));
                     String::new()
                 });
                 let security = m.security.unwrap_or(Security::Tls);
@@ -882,25 +1010,51 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
                     problems.push(at.problem(span.clone(), key("security"), format!("security = \"none\" sends the password in clear text; it is only allowed for a loopback host, not `{host}`")));
                 }
                 let username = m.username.clone().unwrap_or_else(|| {
-                    problems.push(at.problem(span.clone(), key("username"), "an imap mailbox needs `username`"));
+                    problems.push(at.problem(
+                        span.clone(),
+                        key("username"),
+                        "an imap mailbox needs `username`",
+                    ));
                     String::new()
                 });
-                let password = Secret::from_keys(m.password.clone(), m.password_env.clone(), m.password_file.clone()).unwrap_or_else(|e| {
+                let password = Secret::from_keys(
+                    m.password.clone(),
+                    m.password_env.clone(),
+                    m.password_file.clone(),
+                )
+                .unwrap_or_else(|e| {
                     problems.push(at.problem(span.clone(), key("password"), e));
                     Secret::None
                 });
                 if password == Secret::None {
-                    problems.push(at.problem(span.clone(), key("password"), "an imap mailbox needs password, password_env or password_file"));
+                    problems.push(at.problem(
+                        span.clone(),
+                        key("password"),
+                        "an imap mailbox needs password, password_env or password_file",
+                    ));
                 }
                 let port = m.port.unwrap_or(match security {
                     Security::Tls => 993,
                     Security::Starttls | Security::None => 143,
                 });
-                MailboxSource::Imap { host, port, security, username, password, folder: m.folder.clone(), after_processing: m.after_processing.clone(), idle: m.idle }
+                MailboxSource::Imap {
+                    host,
+                    port,
+                    security,
+                    username,
+                    password,
+                    folder: m.folder.clone(),
+                    after_processing: m.after_processing.clone(),
+                    idle: m.idle,
+                }
             }
         };
         if m.source == SourceKind::Maildir && (m.host.is_some() || m.username.is_some()) {
-            problems.push(at.problem(span.clone(), key("source"), "host/username are for imap mailboxes; this one is maildir"));
+            problems.push(at.problem(
+                span.clone(),
+                key("source"),
+                "host/username are for imap mailboxes; this one is maildir",
+            ));
         }
         mailboxes.push(Mailbox {
             name: m.name,
@@ -913,13 +1067,29 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         });
     }
     if mailboxes.is_empty() {
-        problems.push(ConfigProblem { file: at.file.into(), line: 1, key: "mailboxes".into(), message: "no [[mailboxes]]: add at least one".into() });
+        problems.push(ConfigProblem {
+            file: at.file.into(),
+            line: 1,
+            key: "mailboxes".into(),
+            message: "no [[mailboxes]]: add at least one".into(),
+        });
     }
 
     let smtp = match raw.smtp {
         None => {
-            problems.push(ConfigProblem { file: at.file.into(), line: 1, key: "smtp".into(), message: "no [smtp] section: set transport = \"file\" or \"smtp\"".into() });
-            Smtp { transport: SmtpTransport::File { dir: "var/outbox".into() }, from_name: None, line: 1 }
+            problems.push(ConfigProblem {
+                file: at.file.into(),
+                line: 1,
+                key: "smtp".into(),
+                message: "no [smtp] section: set transport = \"file\" or \"smtp\"".into(),
+            });
+            Smtp {
+                transport: SmtpTransport::File {
+                    dir: "var/outbox".into(),
+                },
+                from_name: None,
+                line: 1,
+            }
         }
         Some(spanned) => {
             let span = spanned.span();
@@ -927,20 +1097,33 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
             let transport = match s.transport {
                 TransportKind::File => SmtpTransport::File {
                     dir: s.dir.clone().unwrap_or_else(|| {
-                        problems.push(at.problem(span.clone(), "smtp.dir", "the file transport needs `dir`"));
+                        problems.push(at.problem(
+                            span.clone(),
+                            "smtp.dir",
+                            "the file transport needs `dir`",
+                        ));
                         String::new()
                     }),
                 },
                 TransportKind::Smtp => {
                     let host = s.host.clone().unwrap_or_else(|| {
-                        problems.push(at.problem(span.clone(), "smtp.host", "the smtp transport needs `host`"));
+                        problems.push(at.problem(
+                            span.clone(),
+                            "smtp.host",
+                            "the smtp transport needs `host`",
+                        ));
                         String::new()
                     });
                     let security = s.security.unwrap_or(Security::Starttls);
                     if security == Security::None && !is_loopback(&host) && s.username.is_some() {
                         problems.push(at.problem(span.clone(), "smtp.security", format!("security = \"none\" with a password is only allowed for a loopback host, not `{host}`")));
                     }
-                    let password = Secret::from_keys(s.password.clone(), s.password_env.clone(), s.password_file.clone()).unwrap_or_else(|e| {
+                    let password = Secret::from_keys(
+                        s.password.clone(),
+                        s.password_env.clone(),
+                        s.password_file.clone(),
+                    )
+                    .unwrap_or_else(|e| {
                         problems.push(at.problem(span.clone(), "smtp.password", e));
                         Secret::None
                     });
@@ -949,10 +1132,20 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
                         Security::Starttls => 587,
                         Security::None => 25,
                     });
-                    SmtpTransport::Smtp { host, port, security, username: s.username.clone(), password }
+                    SmtpTransport::Smtp {
+                        host,
+                        port,
+                        security,
+                        username: s.username.clone(),
+                        password,
+                    }
                 }
             };
-            Smtp { transport, from_name: s.from_name, line: at.line_of(span.start) }
+            Smtp {
+                transport,
+                from_name: s.from_name,
+                line: at.line_of(span.start),
+            }
         }
     };
 
@@ -961,7 +1154,11 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         let span = spanned.span();
         let mut a = spanned.into_inner();
         if !a.email.contains('@') {
-            problems.push(at.problem(span.clone(), "agents.email", format!("`{}` is not an e-mail address", a.email)));
+            problems.push(at.problem(
+                span.clone(),
+                "agents.email",
+                format!("`{}` is not an e-mail address", a.email),
+            ));
         }
         a.email = normalize_address(&a.email);
         agents.push(a);
@@ -971,13 +1168,22 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         let span = spanned.span();
         let c = spanned.into_inner();
         if c.domains.is_empty() && c.addresses.is_empty() {
-            problems.push(at.problem(span.clone(), format!("customers.domains (customer `{}`)", c.name), "give domains or addresses so mail can be matched to this customer"));
+            problems.push(at.problem(
+                span.clone(),
+                format!("customers.domains (customer `{}`)", c.name),
+                "give domains or addresses so mail can be matched to this customer",
+            ));
         }
         customers.push(c);
     }
     for (i, pattern) in raw.intake.human_senders.iter().enumerate() {
         if !pattern.contains('@') {
-            problems.push(ConfigProblem { file: at.file.into(), line: at.line_of(at.text.find("human_senders").unwrap_or(0)), key: format!("intake.human_senders[{i}]"), message: format!("`{pattern}` is neither an address nor *@domain") });
+            problems.push(ConfigProblem {
+                file: at.file.into(),
+                line: at.line_of(at.text.find("human_senders").unwrap_or(0)),
+                key: format!("intake.human_senders[{i}]"),
+                message: format!("`{pattern}` is neither an address nor *@domain"),
+            });
         }
     }
 
@@ -987,12 +1193,22 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         let mut r = spanned.into_inner();
         r.line = at.line_of(span.start);
         if r.subject.is_none() && r.body.is_none() && r.from.is_none() && r.mailbox.is_none() {
-            problems.push(at.problem(span.clone(), "rules", "a rule needs at least one of subject, body, from, mailbox"));
+            problems.push(at.problem(
+                span.clone(),
+                "rules",
+                "a rule needs at least one of subject, body, from, mailbox",
+            ));
         }
         if let Some(assignee) = &r.set.assignee
-            && !agents.iter().any(|a: &Agent| a.email == normalize_address(assignee) || a.name.eq_ignore_ascii_case(assignee))
+            && !agents.iter().any(|a: &Agent| {
+                a.email == normalize_address(assignee) || a.name.eq_ignore_ascii_case(assignee)
+            })
         {
-            problems.push(at.problem(span.clone(), "rules.set.assignee", format!("`{assignee}` is not an agent in [[agents]]")));
+            problems.push(at.problem(
+                span.clone(),
+                "rules.set.assignee",
+                format!("`{assignee}` is not an agent in [[agents]]"),
+            ));
         }
         rules.push(r);
     }
@@ -1003,13 +1219,25 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         let mut p = spanned.into_inner();
         p.line = at.line_of(span.start);
         if !calendars.contains_key(&p.calendar) {
-            problems.push(at.problem(span.clone(), format!("sla.calendar (policy `{}`)", p.name), format!("no calendar named `{}`", p.calendar)));
+            problems.push(at.problem(
+                span.clone(),
+                format!("sla.calendar (policy `{}`)", p.name),
+                format!("no calendar named `{}`", p.calendar),
+            ));
         }
         if !(0.0..=1.0).contains(&p.warn_at) {
-            problems.push(at.problem(span.clone(), format!("sla.warn_at (policy `{}`)", p.name), "must be between 0 and 1"));
+            problems.push(at.problem(
+                span.clone(),
+                format!("sla.warn_at (policy `{}`)", p.name),
+                "must be between 0 and 1",
+            ));
         }
         if p.first_response.is_none() && p.resolution.is_none() {
-            problems.push(at.problem(span.clone(), format!("sla (policy `{}`)", p.name), "give first_response, resolution or both"));
+            problems.push(at.problem(
+                span.clone(),
+                format!("sla (policy `{}`)", p.name),
+                "give first_response, resolution or both",
+            ));
         }
         sla.push(p);
     }
@@ -1019,15 +1247,28 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         let mut e = spanned.into_inner();
         e.line = at.line_of(span.start);
         if !calendars.contains_key(&e.calendar) {
-            problems.push(at.problem(span.clone(), "escalation.calendar", format!("no calendar named `{}`", e.calendar)));
+            problems.push(at.problem(
+                span.clone(),
+                "escalation.calendar",
+                format!("no calendar named `{}`", e.calendar),
+            ));
         }
         if e.notify.is_empty() || e.notify.iter().any(|a| !a.contains('@')) {
-            problems.push(at.problem(span.clone(), "escalation.notify", "give one or more e-mail addresses"));
+            problems.push(at.problem(
+                span.clone(),
+                "escalation.notify",
+                "give one or more e-mail addresses",
+            ));
         }
         escalation.push(e);
     }
     if raw.validation.keywords.iter().all(|k| k.trim().is_empty()) {
-        problems.push(ConfigProblem { file: at.file.into(), line: at.line_of(at.text.find("keywords").unwrap_or(0)), key: "validation.keywords".into(), message: "give at least one keyword".into() });
+        problems.push(ConfigProblem {
+            file: at.file.into(),
+            line: at.line_of(at.text.find("keywords").unwrap_or(0)),
+            key: "validation.keywords".into(),
+            message: "give at least one keyword".into(),
+        });
     }
 
     Config {
@@ -1079,17 +1320,29 @@ dir = "var/outbox"
         assert_eq!(c.mailboxes[0].poll_interval_secs, 5);
         assert_eq!(c.mailboxes[0].queue, "general");
         assert_eq!(c.intake.max_message_size.0, 25 * 1024 * 1024);
-        assert_eq!(c.intake.ack_rate_limit, Rate { count: 5, per_seconds: 3600 });
+        assert_eq!(
+            c.intake.ack_rate_limit,
+            Rate {
+                count: 5,
+                per_seconds: 3600
+            }
+        );
         assert_eq!(c.validation.keywords[0], "conforme");
         assert!(c.calendars.contains_key("24x7"));
     }
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let text = MINIMAL.replace("name = \"Soporte\"", "name = \"Soporte\"\ncolour = \"blue\"");
+        let text = MINIMAL.replace(
+            "name = \"Soporte\"",
+            "name = \"Soporte\"\ncolour = \"blue\"",
+        );
         let err = Config::parse(&text, "t.toml").unwrap_err();
         let p = &err.problems[0];
-        assert_eq!((p.file.as_str(), p.line, p.key.as_str()), ("t.toml", 4, "desk.colour"));
+        assert_eq!(
+            (p.file.as_str(), p.line, p.key.as_str()),
+            ("t.toml", 4, "desk.colour")
+        );
     }
 
     #[test]
@@ -1102,14 +1355,21 @@ dir = "var/outbox"
 
     #[test]
     fn imap_security_none_only_on_loopback() {
-        let text = format!("{MINIMAL}\n[[mailboxes]]\nname = \"x\"\naddress = \"x@example.com\"\nsource = \"imap\"\nhost = \"mail.example.com\"\nsecurity = \"none\"\nusername = \"x\"\npassword_env = \"X\"\n");
+        let text = format!(
+            "{MINIMAL}\n[[mailboxes]]\nname = \"x\"\naddress = \"x@example.com\"\nsource = \"imap\"\nhost = \"mail.example.com\"\nsecurity = \"none\"\nusername = \"x\"\npassword_env = \"X\"\n"
+        );
         let err = Config::parse(&text, "t.toml").unwrap_err();
-        assert!(err.problems.iter().any(|p| p.key.contains("security")), "{err}");
+        assert!(
+            err.problems.iter().any(|p| p.key.contains("security")),
+            "{err}"
+        );
     }
 
     #[test]
     fn rules_compile_and_bad_regex_is_located() {
-        let text = format!("{MINIMAL}\n[[rules]]\nsubject = \"(unclosed\"\nset = {{ priority = \"urgente\" }}\n");
+        let text = format!(
+            "{MINIMAL}\n[[rules]]\nsubject = \"(unclosed\"\nset = {{ priority = \"urgente\" }}\n"
+        );
         let err = Config::parse(&text, "t.toml").unwrap_err();
         assert!(err.problems[0].message.contains("regex"), "{err}");
         assert_eq!(err.problems[0].line, 16);
@@ -1128,7 +1388,9 @@ dir = "var/outbox"
 
     #[test]
     fn several_problems_are_reported_together() {
-        let text = format!("{MINIMAL}\n[[sla]]\nname = \"x\"\ncalendar = \"nope\"\nwarn_at = 3.0\nresolution = \"1h\"\n");
+        let text = format!(
+            "{MINIMAL}\n[[sla]]\nname = \"x\"\ncalendar = \"nope\"\nwarn_at = 3.0\nresolution = \"1h\"\n"
+        );
         let err = Config::parse(&text, "t.toml").unwrap_err();
         assert_eq!(err.problems.len(), 2, "{err}");
     }

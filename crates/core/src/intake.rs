@@ -12,7 +12,7 @@ use crate::body::cut_at_marker;
 use crate::config::{Config, ForeignReplies, Mailbox, UnknownSenders};
 use crate::machine::{machine_reason, suppresses_auto_reply};
 use crate::mail::{Defect, DeliveryReport, InboundMail};
-use crate::outgoing::{admit, About, AutoSubmitted, Notice};
+use crate::outgoing::{About, AutoSubmitted, Notice, admit};
 use crate::subject::TagMatcher;
 use crate::text::{fold, normalize_address};
 use crate::ticket::{Disposition, MessageKind, Priority, Status, TicketType};
@@ -24,7 +24,10 @@ use crate::view::{DeskView, TicketSnapshot};
 pub enum Reading {
     Mail(Box<InboundMail>),
     /// Over `max_message_size`; headers only, when they could be read.
-    Oversize { size: usize, headers: Option<Box<InboundMail>> },
+    Oversize {
+        size: usize,
+        headers: Option<Box<InboundMail>>,
+    },
     Defective(Defect),
 }
 
@@ -44,8 +47,13 @@ pub fn read(raw: &[u8], config: &Config) -> Reading {
     let limit = config.intake.max_message_size.0;
     if raw.len() as u64 > limit {
         let head_end = find_header_end(raw).unwrap_or(raw.len().min(64 * 1024));
-        let headers = InboundMail::parse(&raw[..head_end.min(raw.len())]).ok().map(Box::new);
-        return Reading::Oversize { size: raw.len(), headers };
+        let headers = InboundMail::parse(&raw[..head_end.min(raw.len())])
+            .ok()
+            .map(Box::new);
+        return Reading::Oversize {
+            size: raw.len(),
+            headers,
+        };
     }
     match InboundMail::parse(raw) {
         Ok(mut mail) => {
@@ -58,7 +66,10 @@ pub fn read(raw: &[u8], config: &Config) -> Reading {
 
 fn find_header_end(raw: &[u8]) -> Option<usize> {
     let window = &raw[..raw.len().min(1024 * 1024)];
-    window.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    window
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
         .or_else(|| window.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
 }
 
@@ -124,12 +135,23 @@ pub struct Decision {
 
 impl Decision {
     fn only(disposition: Disposition, reason: impl Into<String>) -> Decision {
-        Decision { disposition, ticket: TicketAction::None, reason: reason.into(), notices: Vec::new() }
+        Decision {
+            disposition,
+            ticket: TicketAction::None,
+            reason: reason.into(),
+            notices: Vec::new(),
+        }
     }
 }
 
 /// Decides what to do with one message read from `mailbox`.
-pub fn decide(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &impl DeskView, now: DateTime<Utc>) -> Decision {
+pub fn decide(
+    reading: &Reading,
+    mailbox: &Mailbox,
+    config: &Config,
+    view: &impl DeskView,
+    now: DateTime<Utc>,
+) -> Decision {
     let mut decision = decide_inner(reading, mailbox, config, view, now);
     // Every automatic mail passes the per-recipient cap and the bounce stop.
     let notices = std::mem::take(&mut decision.notices);
@@ -144,10 +166,20 @@ pub fn decide(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &impl
     decision
 }
 
-fn decide_inner(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &impl DeskView, now: DateTime<Utc>) -> Decision {
+fn decide_inner(
+    reading: &Reading,
+    mailbox: &Mailbox,
+    config: &Config,
+    view: &impl DeskView,
+    now: DateTime<Utc>,
+) -> Decision {
     let mail = match reading {
-        Reading::Defective(defect) => return Decision::only(Disposition::Quarantined, format!("malformed: {defect}")),
-        Reading::Oversize { size, headers } => return decide_oversize(*size, headers.as_deref(), config, view, now),
+        Reading::Defective(defect) => {
+            return Decision::only(Disposition::Quarantined, format!("malformed: {defect}"));
+        }
+        Reading::Oversize { size, headers } => {
+            return decide_oversize(*size, headers.as_deref(), config, view, now);
+        }
         Reading::Mail(mail) => mail,
     };
 
@@ -155,15 +187,29 @@ fn decide_inner(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &im
     if let Some(id) = &mail.message_id
         && view.message_id_seen(id)
     {
-        return Decision::only(Disposition::Ignored, format!("Message-ID <{id}> was already read"));
+        return Decision::only(
+            Disposition::Ignored,
+            format!("Message-ID <{id}> was already read"),
+        );
     }
 
     // 3. Our own mail and loops.
     if config.is_own_address(&mail.from) {
-        return Decision::only(Disposition::Ignored, format!("sent from our own address {}", mail.from));
+        return Decision::only(
+            Disposition::Ignored,
+            format!("sent from our own address {}", mail.from),
+        );
     }
-    if let Some(own) = mail.signals.x_loop.iter().find(|a| config.is_own_address(a)) {
-        return Decision::only(Disposition::Ignored, format!("mail loop: carries our X-Loop {own}"));
+    if let Some(own) = mail
+        .signals
+        .x_loop
+        .iter()
+        .find(|a| config.is_own_address(a))
+    {
+        return Decision::only(
+            Disposition::Ignored,
+            format!("mail loop: carries our X-Loop {own}"),
+        );
     }
 
     // 4. Machine mail.
@@ -183,7 +229,10 @@ fn decide_inner(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &im
                     transition: None,
                     bounce: mail.report.clone().filter(|_| mail.signals.report),
                 }),
-                reason: format!("machine mail ({reason}) attached to ticket {} by {how}; no reply, no status change", ticket.id),
+                reason: format!(
+                    "machine mail ({reason}) attached to ticket {} by {how}; no reply, no status change",
+                    ticket.id
+                ),
                 notices: Vec::new(),
             };
         }
@@ -192,11 +241,16 @@ fn decide_inner(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &im
 
     if let Some(reason) = &machine {
         if mail.signals.report {
-            return Decision::only(Disposition::Ignored, format!("machine mail ({reason}) about no mail of ours"));
+            return Decision::only(
+                Disposition::Ignored,
+                format!("machine mail ({reason}) about no mail of ours"),
+            );
         }
         let mut decision = decide_new_ticket(mail, mailbox, config, view, None, &tags);
         decision.notices.clear();
-        decision.reason = format!("machine mail ({reason}): ticket created without acknowledgement or notification");
+        decision.reason = format!(
+            "machine mail ({reason}): ticket created without acknowledgement or notification"
+        );
         return decision;
     }
 
@@ -206,23 +260,39 @@ fn decide_inner(reading: &Reading, mailbox: &Mailbox, config: &Config, view: &im
     decide_new_ticket(mail, mailbox, config, view, None, &tags)
 }
 
-fn decide_oversize(size: usize, headers: Option<&InboundMail>, config: &Config, view: &impl DeskView, now: DateTime<Utc>) -> Decision {
+fn decide_oversize(
+    size: usize,
+    headers: Option<&InboundMail>,
+    config: &Config,
+    view: &impl DeskView,
+    now: DateTime<Utc>,
+) -> Decision {
     let limit = config.intake.max_message_size.0;
-    let mut decision = Decision::only(Disposition::Rejected, format!("message of {size} bytes exceeds max_message_size ({limit} bytes)"));
+    let mut decision = Decision::only(
+        Disposition::Rejected,
+        format!("message of {size} bytes exceeds max_message_size ({limit} bytes)"),
+    );
     if let Some(mail) = headers
         && machine_reason(mail, &config.intake.human_senders).is_none()
         && !config.is_own_address(&mail.from)
     {
         let to = mail.requester().to_string();
         if view.notice_sent(&to, "message_rejected", now - Duration::days(1)) {
-            decision.reason.push_str("; message_rejected already sent to this sender today");
+            decision
+                .reason
+                .push_str("; message_rejected already sent to this sender today");
         } else {
             decision.notices.push(
-                Notice::new("message_rejected", vec![to], About::Nothing, AutoSubmitted::AutoReplied)
-                    .with("reason", "size")
-                    .with("size", size as u64)
-                    .with("max_size", human_size(limit))
-                    .with("original_subject", mail.subject.clone()),
+                Notice::new(
+                    "message_rejected",
+                    vec![to],
+                    About::Nothing,
+                    AutoSubmitted::AutoReplied,
+                )
+                .with("reason", "size")
+                .with("size", size as u64)
+                .with("max_size", human_size(limit))
+                .with("original_subject", mail.subject.clone()),
             );
         }
     }
@@ -241,14 +311,25 @@ fn human_size(bytes: u64) -> String {
 
 /// Step 5: the first tag naming an existing ticket, else the right-most
 /// In-Reply-To/References id we stored or sent.
-fn find_thread(mail: &InboundMail, tags: &TagMatcher, view: &impl DeskView) -> Option<(TicketSnapshot, String)> {
+fn find_thread(
+    mail: &InboundMail,
+    tags: &TagMatcher,
+    view: &impl DeskView,
+) -> Option<(TicketSnapshot, String)> {
     for n in tags.numbers(&mail.subject) {
         if let Some(t) = view.ticket(n) {
             return Some((t, format!("tag {}", tags.format(n))));
         }
     }
-    let ids = mail.in_reply_to.iter().rev().chain(mail.references.iter().rev());
-    let bounced = mail.report.as_ref().and_then(|r| r.original_message_id.as_ref());
+    let ids = mail
+        .in_reply_to
+        .iter()
+        .rev()
+        .chain(mail.references.iter().rev());
+    let bounced = mail
+        .report
+        .as_ref()
+        .and_then(|r| r.original_message_id.as_ref());
     for id in bounced.into_iter().chain(ids) {
         if let Some(n) = view.ticket_for_message_id(id)
             && let Some(t) = view.ticket(n)
@@ -262,7 +343,11 @@ fn find_thread(mail: &InboundMail, tags: &TagMatcher, view: &impl DeskView) -> O
 /// Mail to a cancelled duplicate goes to the ticket it duplicates.
 fn follow_duplicates(mut ticket: TicketSnapshot, view: &impl DeskView) -> TicketSnapshot {
     for _ in 0..16 {
-        match ticket.duplicate_of.filter(|_| ticket.status == Status::Cancelled).and_then(|id| view.ticket(id)) {
+        match ticket
+            .duplicate_of
+            .filter(|_| ticket.status == Status::Cancelled)
+            .and_then(|id| view.ticket(id))
+        {
             Some(original) => ticket = original,
             None => break,
         }
@@ -270,9 +355,17 @@ fn follow_duplicates(mut ticket: TicketSnapshot, view: &impl DeskView) -> Ticket
     ticket
 }
 
-fn is_participant(mail: &InboundMail, ticket: &TicketSnapshot, config: &Config, view: &impl DeskView) -> bool {
+fn is_participant(
+    mail: &InboundMail,
+    ticket: &TicketSnapshot,
+    config: &Config,
+    view: &impl DeskView,
+) -> bool {
     let from = &mail.from;
-    if config.agent(from).is_some() || view.is_participant(ticket.id, from) || normalize_address(&ticket.requester) == *from {
+    if config.agent(from).is_some()
+        || view.is_participant(ticket.id, from)
+        || normalize_address(&ticket.requester) == *from
+    {
         return true;
     }
     match (config.customer_for(from), &ticket.customer) {
@@ -297,18 +390,33 @@ fn decide_follow_up(
         return match config.intake.foreign_replies {
             ForeignReplies::NewTicket => {
                 let mut d = decide_new_ticket(mail, mailbox, config, view, None, tags);
-                d.reason = format!("{who} is not a participant of ticket {} ({how}): new ticket (foreign_replies = new_ticket); {}", ticket.id, d.reason);
+                d.reason = format!(
+                    "{who} is not a participant of ticket {} ({how}): new ticket (foreign_replies = new_ticket); {}",
+                    ticket.id, d.reason
+                );
                 d
             }
             ForeignReplies::Note => Decision {
                 disposition: Disposition::Note,
-                ticket: TicketAction::Append(Append { ticket: ticket.id, kind: MessageKind::Note, new_participants: Vec::new(), transition: None, bounce: None }),
-                reason: format!("{who} is not a participant of ticket {} ({how}): kept as an internal note (foreign_replies = note)", ticket.id),
+                ticket: TicketAction::Append(Append {
+                    ticket: ticket.id,
+                    kind: MessageKind::Note,
+                    new_participants: Vec::new(),
+                    transition: None,
+                    bounce: None,
+                }),
+                reason: format!(
+                    "{who} is not a participant of ticket {} ({how}): kept as an internal note (foreign_replies = note)",
+                    ticket.id
+                ),
                 notices: Vec::new(),
             },
             ForeignReplies::Reject => Decision::only(
                 Disposition::Rejected,
-                format!("{who} is not a participant of ticket {} ({how}): rejected (foreign_replies = reject)", ticket.id),
+                format!(
+                    "{who} is not a participant of ticket {} ({how}): rejected (foreign_replies = reject)",
+                    ticket.id
+                ),
             ),
         };
     }
@@ -316,8 +424,17 @@ fn decide_follow_up(
     if config.agent(&mail.from).is_some() {
         return Decision {
             disposition: Disposition::FollowUp,
-            ticket: TicketAction::Append(Append { ticket: ticket.id, kind: MessageKind::Agent, new_participants: Vec::new(), transition: None, bounce: None }),
-            reason: format!("reply from agent {} on ticket {} by {how}", mail.from, ticket.id),
+            ticket: TicketAction::Append(Append {
+                ticket: ticket.id,
+                kind: MessageKind::Agent,
+                new_participants: Vec::new(),
+                transition: None,
+                bounce: None,
+            }),
+            reason: format!(
+                "reply from agent {} on ticket {} by {how}",
+                mail.from, ticket.id
+            ),
             notices: Vec::new(),
         };
     }
@@ -325,16 +442,31 @@ fn decide_follow_up(
     let by = mail.from.clone();
     let mut notices = Vec::new();
     let transition = match ticket.status {
-        Status::Waiting => Some(Transition { from: Status::Waiting, to: Status::Open, event: "status", by: by.clone(), detail: None }),
+        Status::Waiting => Some(Transition {
+            from: Status::Waiting,
+            to: Status::Open,
+            event: "status",
+            by: by.clone(),
+            detail: None,
+        }),
         Status::Resolved => Some(if is_validation(&mail.body, &config.validation.keywords) {
-            Transition { from: Status::Resolved, to: Status::Closed, event: "validated", by: by.clone(), detail: None }
+            Transition {
+                from: Status::Resolved,
+                to: Status::Closed,
+                event: "validated",
+                by: by.clone(),
+                detail: None,
+            }
         } else {
             Transition {
                 from: Status::Resolved,
                 to: Status::Open,
                 event: "reopened",
                 by: by.clone(),
-                detail: ticket.resolved_by.as_ref().map(|r| format!("resolved by {r}")),
+                detail: ticket
+                    .resolved_by
+                    .as_ref()
+                    .map(|r| format!("resolved by {r}")),
             }
         }),
         Status::Closed => {
@@ -344,10 +476,20 @@ fn decide_follow_up(
             };
             let closed_at = ticket.closed_at.unwrap_or(ticket.created_at);
             if now - closed_at <= window {
-                Some(Transition { from: Status::Closed, to: Status::Open, event: "reopened", by: by.clone(), detail: Some("follow-up within the reopen window".into()) })
+                Some(Transition {
+                    from: Status::Closed,
+                    to: Status::Open,
+                    event: "reopened",
+                    by: by.clone(),
+                    detail: Some("follow-up within the reopen window".into()),
+                })
             } else {
                 let mut d = decide_new_ticket(mail, mailbox, config, view, Some(ticket.id), tags);
-                d.reason = format!("ticket {} is closed since {} (past reopen_window): new ticket that continues it", ticket.id, closed_at.to_rfc3339());
+                d.reason = format!(
+                    "ticket {} is closed since {} (past reopen_window): new ticket that continues it",
+                    ticket.id,
+                    closed_at.to_rfc3339()
+                );
                 return d;
             }
         }
@@ -357,14 +499,24 @@ fn decide_follow_up(
         && t.event == "reopened"
     {
         notices.push(
-            Notice::new("reopened", vec![ticket.requester.clone()], About::Ticket(ticket.id), AutoSubmitted::AutoReplied)
-                .with("by", by.clone())
-                .with("resolved_by", ticket.resolved_by.clone()),
+            Notice::new(
+                "reopened",
+                vec![ticket.requester.clone()],
+                About::Ticket(ticket.id),
+                AutoSubmitted::AutoReplied,
+            )
+            .with("by", by.clone())
+            .with("resolved_by", ticket.resolved_by.clone()),
         );
     }
     let agents = notify_agents(ticket.assignee.as_deref(), &ticket.queue, config);
     if !agents.is_empty() && ticket.status != Status::Cancelled {
-        notices.push(Notice::new("agent_follow_up", agents, About::Ticket(ticket.id), AutoSubmitted::AutoReplied));
+        notices.push(Notice::new(
+            "agent_follow_up",
+            agents,
+            About::Ticket(ticket.id),
+            AutoSubmitted::AutoReplied,
+        ));
     }
     let mut new_participants = Vec::new();
     for a in std::iter::once(&mail.from).chain(mail.cc.iter()) {
@@ -372,10 +524,19 @@ fn decide_follow_up(
             new_participants.push(a.clone());
         }
     }
-    let change = transition.as_ref().map(|t| format!("; {} → {}", t.from, t.to)).unwrap_or_default();
+    let change = transition
+        .as_ref()
+        .map(|t| format!("; {} → {}", t.from, t.to))
+        .unwrap_or_default();
     Decision {
         disposition: Disposition::FollowUp,
-        ticket: TicketAction::Append(Append { ticket: ticket.id, kind: MessageKind::Customer, new_participants, transition, bounce: None }),
+        ticket: TicketAction::Append(Append {
+            ticket: ticket.id,
+            kind: MessageKind::Customer,
+            new_participants,
+            transition,
+            bounce: None,
+        }),
         reason: format!("follow-up on ticket {} by {how}{change}", ticket.id),
         notices,
     }
@@ -383,7 +544,9 @@ fn decide_follow_up(
 
 /// The first non-empty line is a validation keyword and nothing else.
 pub fn is_validation(body: &str, keywords: &[String]) -> bool {
-    let Some(first) = body.lines().map(str::trim).find(|l| !l.is_empty()) else { return false };
+    let Some(first) = body.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return false;
+    };
     let line = fold(first.trim_end_matches(['.', '!', ',', ';']).trim());
     keywords.iter().any(|k| fold(k.trim()) == line)
 }
@@ -392,11 +555,23 @@ pub fn is_validation(body: &str, keywords: &[String]) -> bool {
 pub fn notify_agents(assignee: Option<&str>, queue: &str, config: &Config) -> Vec<String> {
     match assignee {
         Some(a) => vec![a.to_string()],
-        None => config.agents.iter().filter(|a| a.serves(queue)).map(|a| a.email.clone()).collect(),
+        None => config
+            .agents
+            .iter()
+            .filter(|a| a.serves(queue))
+            .map(|a| a.email.clone())
+            .collect(),
     }
 }
 
-fn decide_new_ticket(mail: &InboundMail, mailbox: &Mailbox, config: &Config, view: &impl DeskView, continues: Option<i64>, tags: &TagMatcher) -> Decision {
+fn decide_new_ticket(
+    mail: &InboundMail,
+    mailbox: &Mailbox,
+    config: &Config,
+    view: &impl DeskView,
+    continues: Option<i64>,
+    tags: &TagMatcher,
+) -> Decision {
     let _ = view;
     let requester = normalize_address(mail.requester());
     let customer = config.customer_for(&mail.from);
@@ -404,10 +579,18 @@ fn decide_new_ticket(mail: &InboundMail, mailbox: &Mailbox, config: &Config, vie
         return Decision {
             disposition: Disposition::Rejected,
             ticket: TicketAction::None,
-            reason: format!("{} matches no customer (unknown_senders = reject)", mail.from),
+            reason: format!(
+                "{} matches no customer (unknown_senders = reject)",
+                mail.from
+            ),
             notices: vec![
-                Notice::new("unknown_sender", vec![requester.clone()], About::Nothing, AutoSubmitted::AutoReplied)
-                    .with("sender", mail.from.clone()),
+                Notice::new(
+                    "unknown_sender",
+                    vec![requester.clone()],
+                    About::Nothing,
+                    AutoSubmitted::AutoReplied,
+                )
+                .with("sender", mail.from.clone()),
             ],
         };
     }
@@ -440,8 +623,14 @@ fn decide_new_ticket(mail: &InboundMail, mailbox: &Mailbox, config: &Config, vie
     }
     let mut applied = Vec::new();
     for rule in &config.rules {
-        let hit = |p: &Option<crate::config::Pattern>, text: &str| p.as_ref().is_none_or(|p| p.0.is_match(text));
-        if hit(&rule.subject, &mail.subject) && hit(&rule.body, &mail.body) && hit(&rule.from, &mail.from) && hit(&rule.mailbox, &mailbox.name) {
+        let hit = |p: &Option<crate::config::Pattern>, text: &str| {
+            p.as_ref().is_none_or(|p| p.0.is_match(text))
+        };
+        if hit(&rule.subject, &mail.subject)
+            && hit(&rule.body, &mail.body)
+            && hit(&rule.from, &mail.from)
+            && hit(&rule.mailbox, &mailbox.name)
+        {
             let set = &rule.set;
             if let Some(p) = set.priority {
                 ticket.priority = p;
@@ -479,20 +668,43 @@ fn decide_new_ticket(mail: &InboundMail, mailbox: &Mailbox, config: &Config, vie
     if customer.is_some_and(|c| !c.active) {
         ticket.status = Status::Cancelled;
         ticket.cancel_reason = Some("contract_inactive".into());
-        reason.push_str(&format!("; customer {} has no active contract: cancelled", ticket.customer.as_deref().unwrap_or("")));
-        notices.push(Notice::new("contract_inactive", vec![requester.clone()], About::NewTicket, AutoSubmitted::AutoReplied));
+        reason.push_str(&format!(
+            "; customer {} has no active contract: cancelled",
+            ticket.customer.as_deref().unwrap_or("")
+        ));
+        notices.push(Notice::new(
+            "contract_inactive",
+            vec![requester.clone()],
+            About::NewTicket,
+            AutoSubmitted::AutoReplied,
+        ));
     } else {
         if suppresses_auto_reply(mail) {
             reason.push_str("; no acknowledgement: X-Auto-Response-Suppress");
         } else {
-            notices.push(Notice::new("ack", vec![requester.clone()], About::NewTicket, AutoSubmitted::AutoReplied));
+            notices.push(Notice::new(
+                "ack",
+                vec![requester.clone()],
+                About::NewTicket,
+                AutoSubmitted::AutoReplied,
+            ));
         }
         let agents = notify_agents(ticket.assignee.as_deref(), &ticket.queue, config);
         if !agents.is_empty() {
-            notices.push(Notice::new("agent_new_ticket", agents, About::NewTicket, AutoSubmitted::AutoReplied));
+            notices.push(Notice::new(
+                "agent_new_ticket",
+                agents,
+                About::NewTicket,
+                AutoSubmitted::AutoReplied,
+            ));
         }
     }
-    Decision { disposition: Disposition::NewTicket, ticket: TicketAction::Create(ticket), reason, notices }
+    Decision {
+        disposition: Disposition::NewTicket,
+        ticket: TicketAction::Create(ticket),
+        reason,
+        notices,
+    }
 }
 
 #[cfg(test)]

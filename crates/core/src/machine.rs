@@ -50,9 +50,14 @@ pub fn machine_reason(mail: &InboundMail, human_senders: &[String]) -> Option<St
 /// True when a human mail asks not to be auto-answered
 /// (`X-Auto-Response-Suppress: All` or `AutoReply`).
 pub fn suppresses_auto_reply(mail: &InboundMail) -> bool {
-    mail.signals.auto_response_suppress.as_deref().is_some_and(|v| {
-        v.split(',').map(|t| t.trim().to_ascii_lowercase()).any(|t| t == "all" || t == "autoreply")
-    })
+    mail.signals
+        .auto_response_suppress
+        .as_deref()
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .any(|t| t == "all" || t == "autoreply")
+        })
 }
 
 /// Header value with `(comments)` removed, trimmed and case folded.
@@ -76,42 +81,107 @@ mod tests {
     use crate::mail::MachineSignals;
 
     fn mail(from: &str, signals: MachineSignals) -> InboundMail {
-        InboundMail { from: from.into(), signals, ..Default::default() }
+        InboundMail {
+            from: from.into(),
+            signals,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn every_signal_is_recognised() {
         let cases = [
-            MachineSignals { auto_submitted: Some("auto-replied".into()), ..Default::default() },
-            MachineSignals { auto_submitted: Some(" Auto-Generated (by cron) ".into()), ..Default::default() },
-            MachineSignals { precedence: Some("bulk".into()), ..Default::default() },
-            MachineSignals { precedence: Some("junk".into()), ..Default::default() },
-            MachineSignals { precedence: Some("list".into()), ..Default::default() },
-            MachineSignals { precedence: Some("auto_reply".into()), ..Default::default() },
-            MachineSignals { x_autoreply: true, ..Default::default() },
-            MachineSignals { x_autorespond: true, ..Default::default() },
-            MachineSignals { list_id: true, ..Default::default() },
-            MachineSignals { return_path_empty: true, ..Default::default() },
-            MachineSignals { report: true, ..Default::default() },
+            MachineSignals {
+                auto_submitted: Some("auto-replied".into()),
+                ..Default::default()
+            },
+            MachineSignals {
+                auto_submitted: Some(" Auto-Generated (by cron) ".into()),
+                ..Default::default()
+            },
+            MachineSignals {
+                precedence: Some("bulk".into()),
+                ..Default::default()
+            },
+            MachineSignals {
+                precedence: Some("junk".into()),
+                ..Default::default()
+            },
+            MachineSignals {
+                precedence: Some("list".into()),
+                ..Default::default()
+            },
+            MachineSignals {
+                precedence: Some("auto_reply".into()),
+                ..Default::default()
+            },
+            MachineSignals {
+                x_autoreply: true,
+                ..Default::default()
+            },
+            MachineSignals {
+                x_autorespond: true,
+                ..Default::default()
+            },
+            MachineSignals {
+                list_id: true,
+                ..Default::default()
+            },
+            MachineSignals {
+                return_path_empty: true,
+                ..Default::default()
+            },
+            MachineSignals {
+                report: true,
+                ..Default::default()
+            },
         ];
         for s in cases {
-            assert!(machine_reason(&mail("a@b.c", s.clone()), &[]).is_some(), "{s:?}");
+            assert!(
+                machine_reason(&mail("a@b.c", s.clone()), &[]).is_some(),
+                "{s:?}"
+            );
         }
-        assert!(machine_reason(&mail("MAILER-DAEMON@mx.b.c", MachineSignals::default()), &[]).is_some());
+        assert!(
+            machine_reason(
+                &mail("MAILER-DAEMON@mx.b.c", MachineSignals::default()),
+                &[]
+            )
+            .is_some()
+        );
         assert!(machine_reason(&mail("postmaster@b.c", MachineSignals::default()), &[]).is_some());
     }
 
     #[test]
     fn human_mail_and_human_senders() {
-        let no = MachineSignals { auto_submitted: Some("no (human)".into()), precedence: Some("normal".into()), ..Default::default() };
+        let no = MachineSignals {
+            auto_submitted: Some("no (human)".into()),
+            precedence: Some("normal".into()),
+            ..Default::default()
+        };
         assert!(machine_reason(&mail("a@b.c", no), &[]).is_none());
-        let stamped = MachineSignals { auto_submitted: Some("auto-generated".into()), ..Default::default() };
-        assert!(machine_reason(&mail("x@servicenow.com", stamped), &["*@servicenow.com".into()]).is_none());
+        let stamped = MachineSignals {
+            auto_submitted: Some("auto-generated".into()),
+            ..Default::default()
+        };
+        assert!(
+            machine_reason(
+                &mail("x@servicenow.com", stamped),
+                &["*@servicenow.com".into()]
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn auto_response_suppress() {
-        let m = |v: &str| InboundMail { signals: MachineSignals { auto_response_suppress: Some(v.into()), ..Default::default() }, ..Default::default() };
+        let m = |v: &str| InboundMail {
+            signals: MachineSignals {
+                auto_response_suppress: Some(v.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         assert!(suppresses_auto_reply(&m("All")));
         assert!(suppresses_auto_reply(&m("DR, AutoReply")));
         assert!(!suppresses_auto_reply(&m("OOF")));

@@ -98,7 +98,9 @@ impl InboundMail {
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(Defect::Empty);
         }
-        let message = MessageParser::default().parse(raw).ok_or(Defect::Unparseable)?;
+        let message = MessageParser::default()
+            .parse(raw)
+            .ok_or(Defect::Unparseable)?;
         let has_mail_header = message.from().is_some()
             || message.to().is_some()
             || message.subject().is_some()
@@ -114,7 +116,10 @@ impl InboundMail {
             .ok_or(Defect::NoSender)?;
 
         let header_text = |name: &str| -> Option<String> {
-            message.header_raw(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+            message
+                .header_raw(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
         };
         let return_path = message.header_raw("Return-Path").map(str::trim);
         let report = message.root_part().is_content_type("multipart", "report");
@@ -124,7 +129,8 @@ impl InboundMail {
             x_autoreply: message.header_raw("X-Autoreply").is_some(),
             x_autorespond: message.header_raw("X-Autorespond").is_some(),
             list_id: message.header_raw("List-Id").is_some(),
-            return_path_empty: return_path.is_some_and(|v| v.trim_matches(|c| c == '<' || c == '>').trim().is_empty()),
+            return_path_empty: return_path
+                .is_some_and(|v| v.trim_matches(|c| c == '<' || c == '>').trim().is_empty()),
             report,
             x_loop: message
                 .header_values("X-Loop")
@@ -158,21 +164,37 @@ impl InboundMail {
             if report {
                 read_report_part(&content_type, part.contents(), &mut delivery);
             }
-            let filename = part.attachment_name().map(str::to_string).unwrap_or_else(|| {
-                if part.is_message() { format!("message-{}.eml", i + 1) } else { format!("attachment-{}", i + 1) }
+            let filename = part
+                .attachment_name()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    if part.is_message() {
+                        format!("message-{}.eml", i + 1)
+                    } else {
+                        format!("attachment-{}", i + 1)
+                    }
+                });
+            attachments.push(Attachment {
+                filename,
+                content_type,
+                data: part.contents().to_vec(),
             });
-            attachments.push(Attachment { filename, content_type, data: part.contents().to_vec() });
         }
 
         Ok(InboundMail {
-            message_id: message.message_id().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()),
+            message_id: message
+                .message_id()
+                .map(|id| id.trim().to_string())
+                .filter(|id| !id.is_empty()),
             from,
             from_name,
             reply_to: message.reply_to().and_then(first_address).map(|(a, _)| a),
             to: all_addresses(message.to()),
             cc: all_addresses(message.cc()),
             subject: message.subject().unwrap_or("").trim().to_string(),
-            date: message.date().and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single()),
+            date: message
+                .date()
+                .and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single()),
             in_reply_to: id_list(message.in_reply_to()),
             references: id_list(message.references()),
             body,
@@ -201,20 +223,34 @@ fn address_list(address: &Address<'_>) -> Vec<(String, Option<String>)> {
         if let Some(addr) = a.address() {
             let addr = normalize_address(addr);
             if !addr.is_empty() {
-                out.push((addr, a.name().map(|n| n.trim().to_string()).filter(|n| !n.is_empty())));
+                out.push((
+                    addr,
+                    a.name()
+                        .map(|n| n.trim().to_string())
+                        .filter(|n| !n.is_empty()),
+                ));
             }
         }
     };
     if let Some(list) = address.as_list() {
         list.iter().for_each(&mut push);
     } else if let Some(groups) = address.as_group() {
-        groups.iter().flat_map(|g| g.addresses.iter()).for_each(&mut push);
+        groups
+            .iter()
+            .flat_map(|g| g.addresses.iter())
+            .for_each(&mut push);
     }
     out
 }
 
 fn all_addresses(address: Option<&Address<'_>>) -> Vec<String> {
-    address.map(address_list).unwrap_or_default().into_iter().map(|(a, _)| a).filter(|a| a.contains('@')).collect()
+    address
+        .map(address_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(a, _)| a)
+        .filter(|a| a.contains('@'))
+        .collect()
 }
 
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
@@ -235,7 +271,9 @@ fn read_report_part(content_type: &str, contents: &[u8], report: &mut Option<Del
     match content_type {
         "message/delivery-status" | "message/global-delivery-status" => {
             for line in text.lines() {
-                let Some((name, value)) = line.split_once(':') else { continue };
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
                 let value = value.trim();
                 match name.trim().to_ascii_lowercase().as_str() {
                     "status" if r.status.is_none() => {
@@ -249,10 +287,19 @@ fn read_report_part(content_type: &str, contents: &[u8], report: &mut Option<Del
                 }
             }
         }
-        "message/rfc822" | "text/rfc822-headers" | "message/rfc822-headers" | "message/global" | "message/global-headers" => {
+        "message/rfc822"
+        | "text/rfc822-headers"
+        | "message/rfc822-headers"
+        | "message/global"
+        | "message/global-headers" => {
             if r.original_message_id.is_none() {
                 r.original_message_id = header_in_block(&text, "message-id")
-                    .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+                    .map(|v| {
+                        v.trim()
+                            .trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .to_string()
+                    })
                     .filter(|v| !v.is_empty());
             }
         }
@@ -308,7 +355,10 @@ mod tests {
     fn garbage_and_senderless_mail_are_defects() {
         assert_eq!(InboundMail::parse(b"   \r\n"), Err(Defect::Empty));
         assert!(InboundMail::parse(b"\x00\x01\x02 garbage \xff\xfe").is_err());
-        assert_eq!(InboundMail::parse(b"Subject: hi\r\n\r\nbody"), Err(Defect::NoSender));
+        assert_eq!(
+            InboundMail::parse(b"Subject: hi\r\n\r\nbody"),
+            Err(Defect::NoSender)
+        );
     }
 
     #[test]

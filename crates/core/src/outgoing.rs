@@ -57,8 +57,20 @@ pub struct Notice {
 }
 
 impl Notice {
-    pub fn new(template: &'static str, to: Vec<String>, about: About, auto: AutoSubmitted) -> Notice {
-        Notice { template, to, about, auto, answers_inbound: auto == AutoSubmitted::AutoReplied, extra: Map::new() }
+    pub fn new(
+        template: &'static str,
+        to: Vec<String>,
+        about: About,
+        auto: AutoSubmitted,
+    ) -> Notice {
+        Notice {
+            template,
+            to,
+            about,
+            auto,
+            answers_inbound: auto == AutoSubmitted::AutoReplied,
+            extra: Map::new(),
+        }
     }
 
     #[must_use]
@@ -74,7 +86,12 @@ impl Notice {
 /// Agents are our own staff: the per-recipient cap protects customers and
 /// other systems from floods and loops, so it does not silence agent
 /// notifications on a busy desk. Bounce stops apply to everyone.
-pub fn admit(mut notice: Notice, config: &Config, view: &impl DeskView, now: DateTime<Utc>) -> (Option<Notice>, Vec<String>) {
+pub fn admit(
+    mut notice: Notice,
+    config: &Config,
+    view: &impl DeskView,
+    now: DateTime<Utc>,
+) -> (Option<Notice>, Vec<String>) {
     let mut skipped = Vec::new();
     let rate = config.intake.ack_rate_limit;
     let since = now - Duration::seconds(rate.per_seconds);
@@ -86,14 +103,20 @@ pub fn admit(mut notice: Notice, config: &Config, view: &impl DeskView, now: Dat
         }
         seen.push(to.clone());
         if view.bounce_stopped(&to, now) {
-            skipped.push(format!("{} not sent to {to}: address under bounce stop", notice.template));
+            skipped.push(format!(
+                "{} not sent to {to}: address under bounce stop",
+                notice.template
+            ));
             return false;
         }
         if notice.auto != AutoSubmitted::No
             && config.agent(&to).is_none()
             && view.automatic_mail_count(&to, since) >= rate.count
         {
-            skipped.push(format!("{} not sent to {to}: rate limit {}/{}s reached", notice.template, rate.count, rate.per_seconds));
+            skipped.push(format!(
+                "{} not sent to {to}: rate limit {}/{}s reached",
+                notice.template, rate.count, rate.per_seconds
+            ));
             return false;
         }
         true

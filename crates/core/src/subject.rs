@@ -17,14 +17,26 @@ pub struct TagMatcher {
 
 impl TagMatcher {
     pub fn new(tag: &str) -> TagMatcher {
-        let pattern = Regex::new(&format!(r"(?i)\[\s*{}\s*(?::|#|\s)\s*#?\s*(\d{{1,18}})\s*\]", regex::escape(tag)))
-            .unwrap_or_else(|_| Regex::new(r"\[\s*Ticket\s*(?::|#|\s)\s*#?\s*(\d{1,18})\s*\]").unwrap_or_else(|_| unreachable!()));
-        TagMatcher { tag: tag.to_string(), pattern }
+        let pattern = Regex::new(&format!(
+            r"(?i)\[\s*{}\s*(?::|#|\s)\s*#?\s*(\d{{1,18}})\s*\]",
+            regex::escape(tag)
+        ))
+        .unwrap_or_else(|_| {
+            Regex::new(r"\[\s*Ticket\s*(?::|#|\s)\s*#?\s*(\d{1,18})\s*\]")
+                .unwrap_or_else(|_| unreachable!())
+        });
+        TagMatcher {
+            tag: tag.to_string(),
+            pattern,
+        }
     }
 
     /// Every ticket number named by a tag, in order of appearance.
     pub fn numbers(&self, subject: &str) -> Vec<i64> {
-        self.pattern.captures_iter(subject).filter_map(|c| c.get(1)?.as_str().parse().ok()).collect()
+        self.pattern
+            .captures_iter(subject)
+            .filter_map(|c| c.get(1)?.as_str().parse().ok())
+            .collect()
     }
 
     /// The subject without any tag, white space tidied.
@@ -41,7 +53,8 @@ impl TagMatcher {
 
 /// Reply/forward prefixes in the languages of SPEC §5.
 const PREFIXES: &[&str] = &[
-    "re", "fw", "fwd", "rv", "res", "enc", "tr", "aw", "wg", "sv", "vs", "antw", "doorst", "r", "rif", "odp", "ref",
+    "re", "fw", "fwd", "rv", "res", "enc", "tr", "aw", "wg", "sv", "vs", "antw", "doorst", "r",
+    "rif", "odp", "ref",
 ];
 
 /// The subject as duplicate detection compares it: no prefixes, tags, accents,
@@ -59,7 +72,9 @@ pub fn normalize_subject(subject: &str, tags: &TagMatcher) -> String {
             s = rest[end + 1..].to_string();
             continue;
         }
-        let word_end = trimmed.find(|c: char| !c.is_alphabetic()).unwrap_or(trimmed.len());
+        let word_end = trimmed
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(trimmed.len());
         let word = &trimmed[..word_end];
         if PREFIXES.contains(&word) {
             let mut rest = trimmed[word_end..].trim_start();
@@ -89,7 +104,14 @@ mod tests {
     #[test]
     fn every_tag_variant_is_found() {
         let t = TagMatcher::new("Ticket");
-        for s in ["Hola [Ticket: 7]", "[ticket:7] hola", "Re: x [Ticket #7]", "[TICKET 7]", "[ Ticket :  7 ]", "[Ticket: #7]"] {
+        for s in [
+            "Hola [Ticket: 7]",
+            "[ticket:7] hola",
+            "Re: x [Ticket #7]",
+            "[TICKET 7]",
+            "[ Ticket :  7 ]",
+            "[Ticket: #7]",
+        ] {
             assert_eq!(t.numbers(s), vec![7], "{s}");
         }
         assert!(t.numbers("[Ticketing 7]").is_empty());
@@ -107,7 +129,10 @@ mod tests {
     #[test]
     fn strips_tags() {
         let t = TagMatcher::new("Ticket");
-        assert_eq!(t.strip("RE: No puedo  [Ticket: 4] facturar"), "RE: No puedo facturar");
+        assert_eq!(
+            t.strip("RE: No puedo  [Ticket: 4] facturar"),
+            "RE: No puedo facturar"
+        );
     }
 
     #[test]
@@ -123,6 +148,9 @@ mod tests {
         ] {
             assert_eq!(normalize_subject(s, &t), base, "{s}");
         }
-        assert_ne!(normalize_subject("Reunión mañana", &t), normalize_subject("mañana", &t));
+        assert_ne!(
+            normalize_subject("Reunión mañana", &t),
+            normalize_subject("mañana", &t)
+        );
     }
 }

@@ -25,12 +25,18 @@ pub fn fold(input: &str) -> String {
 
 /// Canonical form of an e-mail address for comparisons and storage.
 pub fn normalize_address(address: &str) -> String {
-    address.trim().trim_matches(|c| c == '<' || c == '>').to_lowercase()
+    address
+        .trim()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_lowercase()
 }
 
 /// The domain part of an address, lower-cased.
 pub fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, d)| d).filter(|d| !d.is_empty())
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_empty())
 }
 
 /// True when `address` matches `pattern`: an exact address or `*@domain`.
@@ -55,7 +61,10 @@ mod tests {
     #[test]
     fn matches_domain_patterns() {
         assert!(address_matches("*@ServiceNow.com", "bot@servicenow.com"));
-        assert!(!address_matches("*@servicenow.com", "bot@evil-servicenow.com"));
+        assert!(!address_matches(
+            "*@servicenow.com",
+            "bot@evil-servicenow.com"
+        ));
         assert!(address_matches("a@b.c", "<A@B.C>"));
     }
 }

@@ -24,9 +24,11 @@ impl Span {
         let s = input.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("`{input}` is not a duration: write a number and a unit, e.g. 90s, 15m, 8h, 3d, 3bd"))?;
+        let n: i64 = digits.parse().map_err(|_| {
+            format!(
+                "`{input}` is not a duration: write a number and a unit, e.g. 90s, 15m, 8h, 3d, 3bd"
+            )
+        })?;
         let secs = match unit.trim() {
             "s" => n,
             "m" => n * 60,
@@ -34,7 +36,8 @@ impl Span {
             "d" => n * 86_400,
             "w" => n * 7 * 86_400,
             "bd" => {
-                let days = u32::try_from(n).map_err(|_| format!("`{input}`: too many business days"))?;
+                let days =
+                    u32::try_from(n).map_err(|_| format!("`{input}`: too many business days"))?;
                 return Ok(Span::BusinessDays(days));
             }
             other => {
@@ -80,9 +83,14 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
         "KB" | "K" => 1024,
         "MB" | "M" => 1024 * 1024,
         "GB" | "G" => 1024 * 1024 * 1024,
-        other => return Err(format!("`{input}`: unknown size unit `{other}` (use B, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "`{input}`: unknown size unit `{other}` (use B, KB, MB, GB)"
+            ));
+        }
     };
-    n.checked_mul(factor).ok_or_else(|| format!("`{input}` is too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{input}` is too large"))
 }
 
 /// At most `count` mails per `per_seconds`.
@@ -99,13 +107,20 @@ impl Rate {
             .trim()
             .split_once('/')
             .ok_or_else(|| format!("`{input}` is not a rate: write e.g. 5/h, 20/d"))?;
-        let count: u32 = n.trim().parse().map_err(|_| format!("`{input}`: `{n}` is not a count"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{input}`: `{n}` is not a count"))?;
         let per_seconds = match unit.trim() {
             "s" => 1,
             "m" => 60,
             "h" => 3600,
             "d" => 86_400,
-            other => return Err(format!("`{input}`: unknown period `{other}` (use s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "`{input}`: unknown period `{other}` (use s, m, h or d)"
+                ));
+            }
         };
         Ok(Rate { count, per_seconds })
     }
@@ -122,10 +137,14 @@ impl WeeklySlot {
     pub fn parse(input: &str) -> Result<WeeklySlot, String> {
         let mut parts = input.split_whitespace();
         let (Some(day), Some(time), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("`{input}` is not a weekly slot: write e.g. \"mon 09:00\""));
+            return Err(format!(
+                "`{input}` is not a weekly slot: write e.g. \"mon 09:00\""
+            ));
         };
-        let weekday = parse_weekday(day).ok_or_else(|| format!("`{day}` is not a day (mon..sun)"))?;
-        let time = NaiveTime::parse_from_str(time, "%H:%M").map_err(|_| format!("`{time}` is not a time HH:MM"))?;
+        let weekday =
+            parse_weekday(day).ok_or_else(|| format!("`{day}` is not a day (mon..sun)"))?;
+        let time = NaiveTime::parse_from_str(time, "%H:%M")
+            .map_err(|_| format!("`{time}` is not a time HH:MM"))?;
         Ok(WeeklySlot { weekday, time })
     }
 }
@@ -152,10 +171,12 @@ pub fn parse_day_ranges(input: &str) -> Result<Vec<(NaiveTime, NaiveTime)>, Stri
         let (a, b) = part
             .split_once('-')
             .ok_or_else(|| format!("`{part}` is not a range: write e.g. 09:00-18:00"))?;
-        let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| format!("`{a}` is not a time HH:MM"))?;
+        let start = NaiveTime::parse_from_str(a.trim(), "%H:%M")
+            .map_err(|_| format!("`{a}` is not a time HH:MM"))?;
         let end = match b.trim() {
             "24:00" => NaiveTime::from_hms_opt(23, 59, 59).ok_or("bad time")?,
-            t => NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| format!("`{t}` is not a time HH:MM"))?,
+            t => NaiveTime::parse_from_str(t, "%H:%M")
+                .map_err(|_| format!("`{t}` is not a time HH:MM"))?,
         };
         if end <= start {
             return Err(format!("`{part}`: the range ends before it starts"));
@@ -189,7 +210,13 @@ mod tests {
         assert_eq!(parse_size("25MB"), Ok(25 * 1024 * 1024));
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("lots").is_err());
-        assert_eq!(Rate::parse("5/h"), Ok(Rate { count: 5, per_seconds: 3600 }));
+        assert_eq!(
+            Rate::parse("5/h"),
+            Ok(Rate {
+                count: 5,
+                per_seconds: 3600
+            })
+        );
         assert!(Rate::parse("5").is_err());
     }
 
@@ -197,7 +224,10 @@ mod tests {
     fn slots_and_ranges() {
         let slot = WeeklySlot::parse("mon 09:00").unwrap();
         assert_eq!(slot.weekday, Weekday::Mon);
-        assert_eq!(parse_day_ranges("09:00-13:00,14:00-18:00").unwrap().len(), 2);
+        assert_eq!(
+            parse_day_ranges("09:00-13:00,14:00-18:00").unwrap().len(),
+            2
+        );
         assert!(parse_day_ranges("14:00-13:00").is_err());
         assert!(parse_day_ranges("").unwrap().is_empty());
     }

@@ -1,0 +1,463 @@
+//! Takes one inbound message in: opens the write transaction, asks the core
+//! for a decision against the state inside it, and writes the ticket change,
+//! the message and its attachments, the events, the inbound-log row (with the
+//! raw bytes) and every mail it causes (the transactional outbox) before one
+//! commit. Sources acknowledge a message only after this returns.
+//!
+//! Never talks to a mail server; never decides anything itself.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use postdesk_core::config::Mailbox;
+use postdesk_core::intake::{self, Decision, Reading, TicketAction, Transition};
+use postdesk_core::mail::InboundMail;
+use postdesk_core::outgoing::{About, AutoSubmitted, Notice};
+use postdesk_core::ticket::{Disposition, Status};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::compose::{Subject, compose};
+use crate::desk::Desk;
+use crate::store::{
+    AttachmentRow, EventRow, InboundRow, MessageRow, OutboxRow, Store, StoreError, TicketRow, Tx,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot store attachment in {path}: {source}")]
+    Attachment {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl IntakeError {
+    /// Worth retrying later (the MTA's exit 75, the daemon's next pass).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IntakeError::Store(e) => e.is_transient(),
+            IntakeError::Attachment { .. } => true,
+        }
+    }
+}
+
+/// What happened to one source message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Processed now, with its disposition and ticket.
+    Processed {
+        inbound: i64,
+        disposition: Disposition,
+        ticket: Option<i64>,
+    },
+    /// Committed earlier (before a crash): only the source must be told.
+    AlreadyTaken,
+}
+
+/// Processes one message read from `mailbox`, identified in its source by
+/// `source_ref` (Maildir unique name, IMAP UIDVALIDITY:UID, or content hash).
+pub fn take_in(
+    store: &mut Store,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    source_ref: &str,
+    raw: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Taken, IntakeError> {
+    let tx = store.begin()?;
+    if tx.inbound_taken(&mailbox.name, source_ref)? {
+        return Ok(Taken::AlreadyTaken);
+    }
+    let reading = intake::read(raw, &desk.config);
+    let view = tx.view();
+    let decision = intake::decide(&reading, mailbox, &desk.config, &view, now);
+    if let Some(failure) = view.into_failure() {
+        return Err(failure.into());
+    }
+    let taken = apply(&tx, desk, mailbox, source_ref, raw, &reading, decision, now)?;
+    tx.commit()?;
+    if let Taken::Processed {
+        inbound,
+        disposition,
+        ticket,
+    } = &taken
+    {
+        info!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
+    }
+    Ok(taken)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    tx: &Tx<'_>,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    source_ref: &str,
+    raw: &[u8],
+    reading: &Reading,
+    decision: Decision,
+    now: DateTime<Utc>,
+) -> Result<Taken, IntakeError> {
+    let at = now.timestamp();
+    let mail = reading.mail();
+    let mut reason = decision.reason.clone();
+    let inbound = tx.insert_inbound(
+        &InboundRow {
+            mailbox: mailbox.name.clone(),
+            source_ref: source_ref.to_string(),
+            received_at: at,
+            message_id: mail.and_then(|m| m.message_id.clone()),
+            from: mail.map(|m| m.from.clone()),
+            subject: mail.map(|m| m.subject.clone()),
+            size: raw.len() as i64,
+            disposition: decision.disposition.code().to_string(),
+            ticket: None,
+            reason: reason.clone(),
+            ..Default::default()
+        },
+        raw,
+    )?;
+
+    let ticket_id = match &decision.ticket {
+        TicketAction::None => None,
+        TicketAction::Create(new) => {
+            let id = tx.next_ticket_id(desk.config.desk.first_ticket_number)?;
+            let row = TicketRow {
+                id,
+                subject: new.subject.clone(),
+                status: new.status.code().into(),
+                priority: new.priority.code().into(),
+                ticket_type: new.ticket_type.map(|t| t.code().to_string()),
+                categories: new.categories.clone(),
+                queue: new.queue.clone(),
+                mailbox: new.mailbox.clone(),
+                requester: new.requester.clone(),
+                customer: new.customer.clone(),
+                assignee: new.assignee.clone(),
+                participants: new.participants.clone(),
+                duplicate_of: new.duplicate_of,
+                continues: new.continues,
+                created_at: at,
+                updated_at: at,
+                last_update_at: Some(at),
+                closed_at: None,
+                sla_state: "none".into(),
+                ..Default::default()
+            };
+            tx.insert_ticket(&row)?;
+            let detail = new
+                .continues
+                .map(|old| format!("continues closed ticket {old}"));
+            tx.add_event(
+                id,
+                &EventRow {
+                    at,
+                    kind: "created".into(),
+                    to: Some(Status::New.code().into()),
+                    by: Some(new.requester.clone()),
+                    detail,
+                    ..Default::default()
+                },
+            )?;
+            if new.status == Status::Cancelled {
+                tx.add_event(
+                    id,
+                    &EventRow {
+                        at,
+                        kind: "status".into(),
+                        from: Some("new".into()),
+                        to: Some("cancelled".into()),
+                        by: Some("postdesk".into()),
+                        detail: new.cancel_reason.clone(),
+                    },
+                )?;
+            }
+            if let Some(m) = mail {
+                store_message(tx, desk, id, new.kind.code(), m, inbound, at)?;
+            }
+            Some(id)
+        }
+        TicketAction::Append(append) => {
+            let id = append.ticket;
+            if let Some(m) = mail {
+                store_message(tx, desk, id, append.kind.code(), m, inbound, at)?;
+            }
+            for p in &append.new_participants {
+                tx.add_participant(id, p)?;
+            }
+            if let Some(mut row) = tx.ticket(id)? {
+                row.updated_at = at;
+                if let Some(t) = &append.transition {
+                    apply_transition(tx, &mut row, t, at)?;
+                }
+                tx.update_ticket(&row)?;
+            }
+            if let Some(report) = &append.bounce {
+                let detail = format!(
+                    "{} for {}",
+                    report.status.as_deref().unwrap_or("unknown status"),
+                    report
+                        .failed_recipient
+                        .as_deref()
+                        .unwrap_or("unknown recipient")
+                );
+                tx.add_event(
+                    id,
+                    &EventRow {
+                        at,
+                        kind: "bounce".into(),
+                        by: mail.map(|m| m.from.clone()),
+                        detail: Some(detail.clone()),
+                        ..Default::default()
+                    },
+                )?;
+                if let Some(original) = &report.original_message_id {
+                    tx.fail_outbox_by_message_id(original, &format!("bounced: {detail}"))?;
+                }
+                if report.is_permanent()
+                    && let Some(address) = &report.failed_recipient
+                {
+                    tx.stop_automatic_mail(
+                        address,
+                        at + 60 * 86_400,
+                        &format!("permanent bounce {detail}"),
+                    )?;
+                }
+            }
+            Some(id)
+        }
+    };
+    if let Some(id) = ticket_id {
+        tx.set_inbound_ticket(inbound, id)?;
+    }
+    if let Some(message_id) = mail.and_then(|m| m.message_id.as_deref()) {
+        tx.record_message_id(message_id, "in", ticket_id)?;
+    }
+
+    // The mail this message causes, in the same transaction.
+    let skipped = queue_notices(tx, desk, mailbox, ticket_id, mail, &decision.notices, now)?;
+    for s in skipped {
+        reason.push_str("; ");
+        reason.push_str(&s);
+    }
+    if reason != decision.reason {
+        tx.conn()
+            .execute(
+                "UPDATE inbound SET reason = ?2 WHERE id = ?1",
+                rusqlite::params![inbound, reason],
+            )
+            .map_err(StoreError::from)?;
+    }
+    Ok(Taken::Processed {
+        inbound,
+        disposition: decision.disposition,
+        ticket: ticket_id,
+    })
+}
+
+/// Renders `notices` about `ticket_id` and writes them to the outbox, one mail
+/// per recipient (delivery, bounces and the rate limit are per address).
+/// Returns what could not be queued, for the log.
+pub fn queue_notices(
+    tx: &Tx<'_>,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    ticket_id: Option<i64>,
+    inbound: Option<&InboundMail>,
+    notices: &[Notice],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let at = now.timestamp();
+    let ticket = match ticket_id {
+        Some(id) => tx.ticket(id)?,
+        None => None,
+    };
+    let thread_root = match ticket_id {
+        Some(id) => crate::store::first_message_id(tx.conn(), id)?,
+        None => None,
+    };
+    let mut skipped = Vec::new();
+    for notice in notices {
+        let about_ticket = match notice.about {
+            About::Nothing => None,
+            About::NewTicket | About::Ticket(_) => ticket.as_ref(),
+        };
+        let subject = Subject {
+            ticket: about_ticket,
+            inbound,
+            thread_root: thread_root.as_deref(),
+        };
+        for to in &notice.to {
+            let mut single = notice.clone();
+            single.to = vec![to.clone()];
+            match compose(
+                &single,
+                &subject,
+                mailbox,
+                &desk.config,
+                &desk.templates,
+                now,
+            ) {
+                Ok(composed) => {
+                    tx.insert_outbox(&OutboxRow {
+                        ticket: about_ticket.map(|t| t.id),
+                        template: notice.template.to_string(),
+                        mailbox: mailbox.name.clone(),
+                        sender: mailbox.address.clone(),
+                        to: composed.to,
+                        subject: composed.subject,
+                        message_id: composed.message_id,
+                        raw: composed.raw,
+                        automatic: notice.auto != AutoSubmitted::No,
+                        next_attempt_at: at,
+                        created_at: at,
+                        ..Default::default()
+                    })?;
+                }
+                Err(e) => {
+                    warn!(mailbox = %mailbox.name, template = notice.template, to = %to, error = %e, "mail not queued");
+                    skipped.push(format!("{} not queued to {to}: {e}", notice.template));
+                }
+            }
+        }
+    }
+    Ok(skipped)
+}
+
+/// Applies a status change to the row and records its event.
+pub fn apply_transition(
+    tx: &Tx<'_>,
+    row: &mut TicketRow,
+    t: &Transition,
+    at: i64,
+) -> Result<(), StoreError> {
+    row.status = t.to.code().into();
+    match t.to {
+        Status::Resolved => {
+            row.resolved_at = Some(at);
+            row.resolved_by = Some(t.by.clone());
+        }
+        Status::Closed => row.closed_at = Some(at),
+        Status::Open | Status::New | Status::Waiting => row.closed_at = None,
+        Status::Cancelled => {}
+    }
+    tx.add_event(
+        row.id,
+        &EventRow {
+            at,
+            kind: t.event.into(),
+            from: Some(t.from.code().into()),
+            to: Some(t.to.code().into()),
+            by: Some(t.by.clone()),
+            detail: t.detail.clone(),
+        },
+    )
+}
+
+fn store_message(
+    tx: &Tx<'_>,
+    desk: &Desk,
+    ticket: i64,
+    kind: &str,
+    m: &InboundMail,
+    inbound: i64,
+    at: i64,
+) -> Result<(), IntakeError> {
+    let mut attachments = Vec::with_capacity(m.attachments.len());
+    for a in &m.attachments {
+        let sha256 = save_attachment(&desk.attachments_dir(), &a.data)?;
+        attachments.push(AttachmentRow {
+            filename: safe_filename(&a.filename),
+            content_type: a.content_type.clone(),
+            size: a.data.len() as i64,
+            sha256,
+        });
+    }
+    for address in std::iter::once(&m.from).chain(&m.to).chain(&m.cc) {
+        tx.add_ticket_address(ticket, address)?;
+    }
+    tx.insert_message(&MessageRow {
+        ticket,
+        kind: kind.into(),
+        from: m.from.clone(),
+        to: m.to.clone(),
+        cc: m.cc.clone(),
+        subject: m.subject.clone(),
+        message_id: m.message_id.clone(),
+        date: m.date.map(|d| d.timestamp()),
+        received_at: at,
+        body: m.body.clone(),
+        inbound: Some(inbound),
+        ..Default::default()
+    })?;
+    Ok(())
+}
+
+/// Stores content once, named by its SHA-256 (`ab/abcdef…`); returns the hash.
+/// The file name never comes from the mail, so no name can escape the directory.
+pub fn save_attachment(dir: &Path, data: &[u8]) -> Result<String, IntakeError> {
+    let hash = hex(&Sha256::digest(data));
+    let folder = dir.join(&hash[..2]);
+    let path = folder.join(&hash);
+    if path.exists() {
+        return Ok(hash);
+    }
+    let err = |source| IntakeError::Attachment {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&folder).map_err(err)?;
+    let tmp = folder.join(format!(".{hash}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(err)?;
+    file.write_all(data)
+        .and_then(|_| file.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(hash)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A display name that is safe anywhere: no directories, no control
+/// characters, no leading dots, at most 200 characters.
+pub fn safe_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    let cleaned: String = cleaned.chars().take(200).collect();
+    if cleaned.is_empty() {
+        "attachment".into()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_cannot_escape() {
+        assert_eq!(safe_filename("../../etc/passwd"), "passwd");
+        assert_eq!(safe_filename("..\\..\\win.ini"), "win.ini");
+        assert_eq!(safe_filename("...."), "attachment");
+        assert_eq!(safe_filename(".bashrc"), "bashrc");
+        assert_eq!(safe_filename("a\u{0}b.pdf"), "a_b.pdf");
+        assert_eq!(safe_filename("informe final.pdf"), "informe final.pdf");
+    }
+}

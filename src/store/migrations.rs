@@ -1,0 +1,175 @@
+//! Numbered schema migrations, applied in order at open (rusqlite_migration
+//! tracks them in `PRAGMA user_version`). Never edit a released migration:
+//! add the next number.
+
+use rusqlite_migration::{M, Migrations};
+
+pub fn all() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1)])
+}
+
+/// 1: tickets, messages, participants, attachments, events, inbound log,
+/// outbox, per-source state, bounce stops and fired timers.
+/// Times are UTC Unix seconds.
+const V1: &str = r#"
+CREATE TABLE tickets (
+    id INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    type TEXT,
+    categories TEXT NOT NULL DEFAULT '[]',
+    queue TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    customer TEXT,
+    assignee TEXT,
+    duplicate_of INTEGER REFERENCES tickets(id),
+    continues INTEGER REFERENCES tickets(id),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_update_at INTEGER,
+    first_response_due INTEGER,
+    first_response_at INTEGER,
+    resolution_due INTEGER,
+    resolved_at INTEGER,
+    resolved_by TEXT,
+    closed_at INTEGER,
+    sla_policy TEXT,
+    sla_state TEXT NOT NULL DEFAULT 'none',
+    escalation_level INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tickets_status ON tickets(status);
+CREATE INDEX tickets_requester ON tickets(requester, created_at);
+
+CREATE TABLE participants (
+    ticket INTEGER NOT NULL REFERENCES tickets(id),
+    address TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (ticket, address)
+) WITHOUT ROWID;
+
+-- Every address seen on a message of the ticket: who may follow up.
+CREATE TABLE ticket_addresses (
+    ticket INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    PRIMARY KEY (ticket, address)
+) WITHOUT ROWID;
+
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    ticket INTEGER NOT NULL REFERENCES tickets(id),
+    kind TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    to_addrs TEXT NOT NULL DEFAULT '[]',
+    cc_addrs TEXT NOT NULL DEFAULT '[]',
+    subject TEXT NOT NULL,
+    message_id TEXT,
+    date INTEGER,
+    received_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    inbound INTEGER
+);
+CREATE INDEX messages_ticket ON messages(ticket, id);
+
+CREATE TABLE attachments (
+    id INTEGER PRIMARY KEY,
+    message INTEGER NOT NULL REFERENCES messages(id),
+    filename TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE INDEX attachments_message ON attachments(message);
+
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    ticket INTEGER NOT NULL REFERENCES tickets(id),
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    from_value TEXT,
+    to_value TEXT,
+    by TEXT,
+    detail TEXT
+);
+CREATE INDEX events_ticket ON events(ticket, id);
+
+-- Message-IDs we read (direction 'in') or sent ('out'), for de-duplication
+-- and header threading.
+CREATE TABLE message_ids (
+    message_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    ticket INTEGER,
+    PRIMARY KEY (message_id, direction)
+) WITHOUT ROWID;
+
+CREATE TABLE inbound (
+    id INTEGER PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    source_ref TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    message_id TEXT,
+    from_addr TEXT,
+    subject TEXT,
+    size INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    ticket INTEGER,
+    reason TEXT NOT NULL,
+    UNIQUE (mailbox, source_ref)
+);
+CREATE INDEX inbound_received ON inbound(received_at);
+
+CREATE TABLE inbound_raw (
+    inbound INTEGER PRIMARY KEY REFERENCES inbound(id),
+    raw BLOB NOT NULL
+);
+
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    ticket INTEGER,
+    template TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    to_addrs TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    automatic INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER
+);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_message_id ON outbox(message_id);
+
+CREATE TABLE outbox_recipients (
+    outbox INTEGER NOT NULL REFERENCES outbox(id),
+    address TEXT NOT NULL,
+    template TEXT NOT NULL,
+    automatic INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX outbox_recipients_address ON outbox_recipients(address, created_at);
+
+CREATE TABLE bounce_stops (
+    address TEXT PRIMARY KEY,
+    until INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+
+CREATE TABLE mailbox_state (
+    mailbox TEXT PRIMARY KEY,
+    uidvalidity INTEGER,
+    last_uid INTEGER,
+    last_poll_at INTEGER,
+    last_error TEXT
+);
+
+CREATE TABLE timers (
+    key TEXT PRIMARY KEY,
+    fired_at INTEGER NOT NULL
+);
+"#;
