@@ -392,6 +392,7 @@ fn store_message(
         received_at: at,
         body: m.body.clone(),
         inbound: Some(inbound),
+        attachments,
         ..Default::default()
     })?;
     Ok(())
