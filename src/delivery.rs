@@ -50,7 +50,7 @@ pub async fn deliver_due(
             return Ok(total);
         }
         last_id_seen = due.last().map_or(last_id_seen, |r| r.id);
-        let results: Vec<_> = stream::iter(due.into_iter())
+        let results: Vec<_> = stream::iter(due)
             .map(|row| async move {
                 let result = transport.send(&row).await;
                 (row, result)

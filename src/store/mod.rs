@@ -603,6 +603,14 @@ fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     })
 }
 
+/// The Message-ID of a ticket's first message with one, to thread mail to it.
+pub fn first_message_id(conn: &Connection, ticket: i64) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT message_id FROM messages WHERE ticket = ?1 AND message_id IS NOT NULL ORDER BY id LIMIT 1")?
+        .query_row([ticket], |r| r.get(0))
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,12 +644,4 @@ mod tests {
         let t = store.ticket(1000).unwrap().unwrap();
         assert_eq!(t.participants, vec!["a@b.c"]);
     }
-}
-
-/// The Message-ID of a ticket's first message with one, to thread mail to it.
-pub fn first_message_id(conn: &Connection, ticket: i64) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT message_id FROM messages WHERE ticket = ?1 AND message_id IS NOT NULL ORDER BY id LIMIT 1")?
-        .query_row([ticket], |r| r.get(0))
-        .optional()?)
 }

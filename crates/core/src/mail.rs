@@ -291,17 +291,17 @@ fn read_report_part(content_type: &str, contents: &[u8], report: &mut Option<Del
         | "text/rfc822-headers"
         | "message/rfc822-headers"
         | "message/global"
-        | "message/global-headers" => {
-            if r.original_message_id.is_none() {
-                r.original_message_id = header_in_block(&text, "message-id")
-                    .map(|v| {
-                        v.trim()
-                            .trim_start_matches('<')
-                            .trim_end_matches('>')
-                            .to_string()
-                    })
-                    .filter(|v| !v.is_empty());
-            }
+        | "message/global-headers"
+            if r.original_message_id.is_none() =>
+        {
+            r.original_message_id = header_in_block(&text, "message-id")
+                .map(|v| {
+                    v.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+                .filter(|v| !v.is_empty());
         }
         _ => {}
     }

@@ -37,8 +37,7 @@ macro_rules! vocabulary {
 
             /// The accepted spellings, for error messages.
             pub fn accepted() -> String {
-                let mut all: Vec<&str> = Vec::new();
-                $( all.push($code); $( all.push($alias); )* )+
+                let all: &[&str] = &[$($code, $($alias,)*)+];
                 all.join(", ")
             }
         }
