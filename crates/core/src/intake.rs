@@ -44,6 +44,7 @@ impl Reading {
 /// Step 1: size limit first (only the header block of an oversize mail is
 /// parsed), then the parse.
 pub fn read(raw: &[u8], config: &Config) -> Reading {
+    let raw = strip_mbox_postmark(raw);
     let limit = config.intake.max_message_size.0;
     if raw.len() as u64 > limit {
         let head_end = find_header_end(raw).unwrap_or(raw.len().min(64 * 1024));
@@ -61,6 +62,35 @@ pub fn read(raw: &[u8], config: &Config) -> Reading {
             Reading::Mail(Box::new(mail))
         }
         Err(defect) => Reading::Defective(defect),
+    }
+}
+
+/// What comes before the header block and is not part of the message: an
+/// mbox `From sender date` line (Postfix pipe `F` flag, procmail) and blank
+/// or white-space-only lines (a header block cannot start with white space,
+/// and a parser would take the first empty line as the end of the headers).
+fn strip_mbox_postmark(raw: &[u8]) -> &[u8] {
+    let mut raw = raw;
+    loop {
+        let start = raw
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(raw.len());
+        // Only whole lines: never eat the indentation of a first header.
+        let line_start = raw[..start]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        raw = &raw[line_start..];
+        if raw.starts_with(b"From ") {
+            let end = raw
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(raw.len(), |p| p + 1);
+            raw = &raw[end..];
+            continue;
+        }
+        return raw;
     }
 }
 
@@ -710,6 +740,22 @@ fn decide_new_ticket(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mbox_postmark_is_not_part_of_the_message() {
+        assert_eq!(
+            strip_mbox_postmark(b"From ana@x Mon Nov 23 10:00:00 2026\nFrom: ana@x\n\nhi"),
+            b"From: ana@x\n\nhi"
+        );
+        assert_eq!(
+            strip_mbox_postmark(b"From: ana@x\n\nhi"),
+            b"From: ana@x\n\nhi"
+        );
+        assert_eq!(
+            strip_mbox_postmark(b"   \n\r\nFrom: ana@x\n\nhi"),
+            b"From: ana@x\n\nhi"
+        );
+    }
 
     #[test]
     fn validation_keywords() {

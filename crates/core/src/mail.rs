@@ -191,7 +191,7 @@ impl InboundMail {
             reply_to: message.reply_to().and_then(first_address).map(|(a, _)| a),
             to: all_addresses(message.to()),
             cc: all_addresses(message.cc()),
-            subject: message.subject().unwrap_or("").trim().to_string(),
+            subject: decoded_subject(raw, &message),
             date: message
                 .date()
                 .and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single()),
@@ -209,6 +209,69 @@ impl InboundMail {
     pub fn requester(&self) -> &str {
         self.reply_to.as_deref().unwrap_or(&self.from)
     }
+}
+
+/// The subject; when the header carries raw 8-bit bytes that are not UTF-8
+/// (no encoded words, as some old clients send), they are decoded with the
+/// message's declared charset, else windows-1252, instead of becoming U+FFFD.
+fn decoded_subject(raw: &[u8], message: &mail_parser::Message<'_>) -> String {
+    let parsed = message.subject().unwrap_or("").trim();
+    if !parsed.contains('\u{FFFD}') {
+        return parsed.to_string();
+    }
+    let Some(bytes) = raw_header_value(raw, b"subject") else {
+        return parsed.to_string();
+    };
+    if std::str::from_utf8(&bytes).is_ok() {
+        return parsed.to_string();
+    }
+    let charset = message
+        .root_part()
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .or_else(|| {
+            message
+                .text_bodies()
+                .next()
+                .and_then(|p| p.content_type())
+                .and_then(|ct| ct.attribute("charset"))
+        })
+        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()))
+        .filter(|e| *e != encoding_rs::UTF_8)
+        .unwrap_or(encoding_rs::WINDOWS_1252);
+    let (text, _, _) = charset.decode(&bytes);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The unfolded raw bytes of the first header `name` (lower-case) in the header block.
+fn raw_header_value(raw: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let mut lines = raw
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .peekable();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            return None;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon].trim_ascii().eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let mut value = line[colon + 1..].trim_ascii().to_vec();
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                value.push(b' ');
+                value.extend_from_slice(next.trim_ascii());
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        return Some(value);
+    }
+    None
 }
 
 fn first_address(address: &Address<'_>) -> Option<(String, Option<String>)> {
@@ -349,6 +412,17 @@ mod tests {
         assert_eq!(m.references, vec!["w@example.com", "x@example.com"]);
         assert_eq!(m.cc, vec!["jefe@cliente.com"]);
         assert_eq!(m.body.trim(), "Hola");
+    }
+
+    #[test]
+    fn raw_latin1_subject_is_decoded_not_replaced() {
+        let raw = b"From: a@b.c\r\nSubject: Die Hasen und die Fr\xf6sche\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nx";
+        assert_eq!(
+            InboundMail::parse(raw).unwrap().subject,
+            "Die Hasen und die Fr\u{f6}sche"
+        );
+        let raw = b"From: a@b.c\r\nSubject: 100 \x80\r\n\r\nx";
+        assert_eq!(InboundMail::parse(raw).unwrap().subject, "100 \u{20ac}");
     }
 
     #[test]
