@@ -23,7 +23,13 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path();
+    // POSTDESK_BENCH_DIR keeps the generated desk for profiling.
+    let kept = std::env::var_os("POSTDESK_BENCH_DIR").map(std::path::PathBuf::from);
+    if let Some(k) = &kept {
+        let _ = std::fs::remove_dir_all(k);
+        std::fs::create_dir_all(k).expect("bench dir");
+    }
+    let root = kept.as_deref().unwrap_or(dir.path());
     write_config(root);
     let generated = Instant::now();
     let follow_ups = generate(&root.join("mail/new"), n);
@@ -40,7 +46,10 @@ fn main() {
             "run",
             "--once",
         ])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .status()
         .expect("run postdesk");
     let elapsed = started.elapsed();
@@ -120,14 +129,17 @@ fn generate(new: &Path, n: usize) -> usize {
     std::fs::create_dir_all(new).expect("maildir");
     let mut rng = Lcg(42);
     let mut tickets = 0u64;
+    let mut requesters: Vec<String> = Vec::new();
     let mut follow_ups = 0;
     for i in 0..n {
-        let sender = format!("user{}@c{}.example", rng.next() % 40, rng.next() % 50);
+        let mut sender = format!("user{}@c{}.example", rng.next() % 40, rng.next() % 50);
         let spanish = rng.next() % 3 != 0;
         let follow_up = tickets > 0 && rng.next() % 10 < 3;
         let subject = if follow_up {
             follow_ups += 1;
             let t = 1 + rng.next() % tickets;
+            // The ticket's requester writes again: a real follow-up, not a foreign reply.
+            sender = requesters[(t - 1) as usize].clone();
             if spanish {
                 format!("RE: Consulta {t} [Ticket: {t}]")
             } else {
@@ -135,6 +147,7 @@ fn generate(new: &Path, n: usize) -> usize {
             }
         } else {
             tickets += 1;
+            requesters.push(sender.clone());
             if spanish {
                 format!("No puedo emitir la factura número {i}")
             } else {

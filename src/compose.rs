@@ -18,7 +18,6 @@ use postdesk_core::body::marker;
 use postdesk_core::config::{Config, Mailbox};
 use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, Notice};
-use postdesk_core::subject::TagMatcher;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -92,7 +91,7 @@ pub fn compose(
         .to
         .first()
         .map_or(config.desk.language.code(), |r| language_for(config, r));
-    let tags = TagMatcher::new(&config.desk.tag);
+    let tags = &config.tags;
     let ticket = match notice.about {
         About::Nothing => None,
         About::NewTicket | About::Ticket(_) => about.ticket,

@@ -18,14 +18,14 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::clock::Clock;
 use crate::delivery::deliver_due;
 use crate::desk::Desk;
-use crate::intake::take_in;
+use crate::intake::take_in_batch;
 use crate::source::Source;
 use crate::source::maildir::Maildir;
 use crate::store::Store;
 use crate::transport::Configured;
 
-/// Messages fetched from a source per batch.
-const BATCH: usize = 500;
+/// Messages fetched from a source and committed together (group commit).
+const BATCH: usize = 256;
 
 pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()> {
     let (stop_tx, stop) = watch::channel(false);
@@ -146,35 +146,33 @@ async fn drain_mailbox(
     let mut source = Maildir::open(&desk.resolve(path))?;
     let mut store = Store::open(&desk.database_path())?;
     let mut taken = 0usize;
+    let started = std::time::Instant::now();
     loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
         let batch = source.fetch(BATCH).await?;
         if batch.is_empty() {
             break;
         }
-        for message in batch {
-            if *stop.borrow() {
-                return Ok(());
-            }
-            let outcome = tokio::task::block_in_place(|| {
-                take_in(
-                    &mut store,
-                    desk,
-                    mailbox,
-                    &message.source_ref,
-                    &message.raw,
-                    clock.now(),
-                )
-            });
-            match outcome {
-                Ok(_) => {
-                    source.acknowledge(&message).await?;
-                    taken += 1;
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("taking in {}", message.location.display())));
-                }
-            }
+        let items: Vec<(&str, &[u8])> = batch
+            .iter()
+            .map(|m| (m.source_ref.as_str(), m.raw.as_slice()))
+            .collect();
+        let outcomes = tokio::task::block_in_place(|| {
+            take_in_batch(&mut store, desk, mailbox, &items, clock.now())
+        })
+        .with_context(|| format!("taking in {}", batch[0].location.display()))?;
+        // Only what was committed is acknowledged; the rest is read again next pass.
+        for message in &batch[..outcomes.len()] {
+            source.acknowledge(message).await?;
+        }
+        taken += outcomes.len();
+        if outcomes.len() < batch.len() {
+            anyhow::bail!(
+                "{} message(s) left for the next pass",
+                batch.len() - outcomes.len()
+            );
         }
     }
     {
@@ -183,7 +181,8 @@ async fn drain_mailbox(
         tx.commit()?;
     }
     if taken > 0 {
-        info!(mailbox = %mailbox.name, taken, "mailbox drained");
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        info!(mailbox = %mailbox.name, taken, elapsed_ms, "mailbox drained");
     }
     Ok(())
 }

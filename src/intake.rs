@@ -68,7 +68,66 @@ pub fn take_in(
     raw: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Taken, IntakeError> {
+    let mut taken = take_in_batch(store, desk, mailbox, &[(source_ref, raw)], now)?;
+    taken
+        .pop()
+        .ok_or_else(|| IntakeError::Store(StoreError::Corrupt("empty batch result".into())))
+}
+
+/// Processes a batch of messages with one commit (group commit): each message
+/// runs inside its own SAVEPOINT, so it is applied whole or not at all, and a
+/// failing message is rolled back alone. Returns the outcome of the leading
+/// messages that were committed, in order; the caller acknowledges exactly
+/// those to the source, and retries the rest later. Fails only when not even
+/// the first message could be taken in.
+pub fn take_in_batch(
+    store: &mut Store,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    batch: &[(&str, &[u8])],
+    now: DateTime<Utc>,
+) -> Result<Vec<Taken>, IntakeError> {
     let tx = store.begin()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (source_ref, raw) in batch {
+        tx.savepoint()?;
+        match take_one(&tx, desk, mailbox, source_ref, raw, now) {
+            Ok(taken) => {
+                tx.release_savepoint()?;
+                outcomes.push(taken);
+            }
+            Err(e) => {
+                tx.rollback_to_savepoint()?;
+                if outcomes.is_empty() {
+                    return Err(e);
+                }
+                warn!(mailbox = %mailbox.name, source_ref, error = %e, "message left for the next pass");
+                break;
+            }
+        }
+    }
+    tx.commit()?;
+    for taken in &outcomes {
+        if let Taken::Processed {
+            inbound,
+            disposition,
+            ticket,
+        } = taken
+        {
+            info!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
+        }
+    }
+    Ok(outcomes)
+}
+
+fn take_one(
+    tx: &Tx<'_>,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    source_ref: &str,
+    raw: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Taken, IntakeError> {
     if tx.inbound_taken(&mailbox.name, source_ref)? {
         return Ok(Taken::AlreadyTaken);
     }
@@ -78,17 +137,7 @@ pub fn take_in(
     if let Some(failure) = view.into_failure() {
         return Err(failure.into());
     }
-    let taken = apply(&tx, desk, mailbox, source_ref, raw, &reading, decision, now)?;
-    tx.commit()?;
-    if let Taken::Processed {
-        inbound,
-        disposition,
-        ticket,
-    } = &taken
-    {
-        info!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
-    }
-    Ok(taken)
+    apply(tx, desk, mailbox, source_ref, raw, &reading, decision, now)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -411,12 +460,14 @@ pub fn save_attachment(dir: &Path, data: &[u8]) -> Result<String, IntakeError> {
         path: path.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&folder).map_err(err)?;
+    if !folder.is_dir() {
+        std::fs::create_dir_all(&folder).map_err(err)?;
+    }
     let tmp = folder.join(format!(".{hash}.{}.tmp", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(err)?;
-    file.write_all(data)
-        .and_then(|_| file.sync_all())
-        .map_err(err)?;
+    // No fsync: like the database (WAL, synchronous=NORMAL), a crashed process
+    // loses nothing; only a power cut may lose the last moments of both.
+    file.write_all(data).map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
     Ok(hash)
 }

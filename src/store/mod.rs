@@ -78,6 +78,9 @@ impl Store {
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // Intake alone runs ~25 distinct statements per message; rusqlite's
+        // default cache of 16 would re-prepare them every time.
+        conn.set_prepared_statement_cache_capacity(128);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -271,6 +274,22 @@ impl Tx<'_> {
 
     pub fn conn(&self) -> &Connection {
         &self.tx
+    }
+
+    /// Opens a nested unit inside the transaction (one message of a batch).
+    pub fn savepoint(&self) -> Result<()> {
+        Ok(self.tx.execute_batch("SAVEPOINT message")?)
+    }
+
+    pub fn release_savepoint(&self) -> Result<()> {
+        Ok(self.tx.execute_batch("RELEASE message")?)
+    }
+
+    /// Undoes everything since `savepoint` and closes it.
+    pub fn rollback_to_savepoint(&self) -> Result<()> {
+        Ok(self
+            .tx
+            .execute_batch("ROLLBACK TO message; RELEASE message")?)
     }
 
     pub fn view(&self) -> TxView<'_> {

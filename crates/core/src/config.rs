@@ -722,6 +722,8 @@ pub struct Config {
     pub escalation: Vec<EscalationLevel>,
     pub validation: Validation,
     pub http: Option<Http>,
+    /// The ticket tag matcher, compiled once.
+    pub tags: crate::subject::TagMatcher,
 }
 
 impl Config {
@@ -1271,6 +1273,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         });
     }
 
+    let tags = crate::subject::TagMatcher::new(&raw.desk.tag);
     Config {
         file: at.file.to_string(),
         desk: raw.desk,
@@ -1284,6 +1287,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         calendars,
         sla,
         escalation,
+        tags,
         validation: raw.validation,
         http: raw.http,
     }

@@ -246,8 +246,8 @@ fn decide_inner(
     let machine = machine_reason(mail, &config.intake.human_senders);
 
     // 5. Threading.
-    let tags = TagMatcher::new(&config.desk.tag);
-    if let Some((ticket, how)) = find_thread(mail, &tags, view) {
+    let tags = &config.tags;
+    if let Some((ticket, how)) = find_thread(mail, tags, view) {
         let ticket = follow_duplicates(ticket, view);
         if let Some(reason) = &machine {
             return Decision {
@@ -266,7 +266,7 @@ fn decide_inner(
                 notices: Vec::new(),
             };
         }
-        return decide_follow_up(mail, ticket, &how, mailbox, config, view, now, &tags);
+        return decide_follow_up(mail, ticket, &how, mailbox, config, view, now, tags);
     }
 
     if let Some(reason) = &machine {
@@ -276,7 +276,7 @@ fn decide_inner(
                 format!("machine mail ({reason}) about no mail of ours"),
             );
         }
-        let mut decision = decide_new_ticket(mail, mailbox, config, view, None, &tags);
+        let mut decision = decide_new_ticket(mail, mailbox, config, view, None, tags);
         decision.notices.clear();
         decision.reason = format!(
             "machine mail ({reason}): ticket created without acknowledgement or notification"
@@ -287,7 +287,7 @@ fn decide_inner(
     // 6. Duplicates (SPEC §5) plug in here, before a new ticket is created.
 
     // 7. New ticket.
-    decide_new_ticket(mail, mailbox, config, view, None, &tags)
+    decide_new_ticket(mail, mailbox, config, view, None, tags)
 }
 
 fn decide_oversize(
