@@ -31,6 +31,9 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
     let (stop_tx, stop) = watch::channel(false);
     let transport =
         Arc::new(Configured::from_desk(&desk).context("setting up the outgoing transport")?);
+    // Create and migrate the database before the tasks open their own
+    // connections: first opens at once race on the WAL switch and the schema.
+    Store::open(&desk.database_path())?;
     if once {
         for mailbox in &desk.config.mailboxes {
             drain_mailbox(&desk, mailbox, clock, &stop).await?;

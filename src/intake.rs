@@ -16,7 +16,7 @@ use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, AutoSubmitted, Notice};
 use postdesk_core::ticket::{Disposition, Status};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::compose::{Subject, compose};
 use crate::desk::Desk;
@@ -114,7 +114,7 @@ pub fn take_in_batch(
             ticket,
         } = taken
         {
-            info!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
+            debug!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
         }
     }
     Ok(outcomes)
@@ -308,8 +308,9 @@ fn apply(
     })
 }
 
-/// Renders `notices` about `ticket_id` and writes them to the outbox, one mail
-/// per recipient (delivery, bounces and the rate limit are per address).
+/// Renders `notices` about `ticket_id` and writes them to the outbox: one mail
+/// per customer recipient (delivery, bounces and the rate limit are per
+/// address), and one mail to all the agents a team notification addresses.
 /// Returns what could not be queued, for the log.
 pub fn queue_notices(
     tx: &Tx<'_>,
@@ -340,9 +341,16 @@ pub fn queue_notices(
             inbound,
             thread_root: thread_root.as_deref(),
         };
-        for to in &notice.to {
+        let to_agents = notice.to.iter().all(|a| desk.config.agent(a).is_some());
+        let groups: Vec<Vec<String>> = if to_agents {
+            vec![notice.to.clone()]
+        } else {
+            notice.to.iter().map(|a| vec![a.clone()]).collect()
+        };
+        for to in groups {
             let mut single = notice.clone();
-            single.to = vec![to.clone()];
+            single.to = to.clone();
+            let to = to.join(", ");
             match compose(
                 &single,
                 &subject,

@@ -83,6 +83,8 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(128);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The per-message SAVEPOINT's sub-journal stays in memory, not a temp file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::all().to_latest(&mut conn)?;
         Ok(Store { conn })
@@ -278,11 +280,13 @@ impl Tx<'_> {
 
     /// Opens a nested unit inside the transaction (one message of a batch).
     pub fn savepoint(&self) -> Result<()> {
-        Ok(self.tx.execute_batch("SAVEPOINT message")?)
+        self.tx.prepare_cached("SAVEPOINT message")?.execute([])?;
+        Ok(())
     }
 
     pub fn release_savepoint(&self) -> Result<()> {
-        Ok(self.tx.execute_batch("RELEASE message")?)
+        self.tx.prepare_cached("RELEASE message")?.execute([])?;
+        Ok(())
     }
 
     /// Undoes everything since `savepoint` and closes it.

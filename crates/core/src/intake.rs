@@ -319,7 +319,6 @@ fn decide_oversize(
                     About::Nothing,
                     AutoSubmitted::AutoReplied,
                 )
-                .with("reason", "size")
                 .with("size", size as u64)
                 .with("max_size", human_size(limit))
                 .with("original_subject", mail.subject.clone()),
