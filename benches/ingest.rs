@@ -142,7 +142,7 @@ fn generate(new: &Path, n: usize) -> usize {
     let mut follow_ups = 0;
     for i in 0..n {
         let mut sender = format!("user{}@c{}.example", rng.next() % 40, rng.next() % 50);
-        let spanish = rng.next() % 3 != 0;
+        let spanish = !rng.next().is_multiple_of(3);
         let follow_up = tickets > 0 && rng.next() % 10 < 3;
         let subject = if follow_up {
             follow_ups += 1;
@@ -168,7 +168,7 @@ fn generate(new: &Path, n: usize) -> usize {
         } else {
             "Hello,\n\nWhen I click Export the application shows an error and no file is produced.\nCould you have a look?\n\nThanks,\nBob\n"
         };
-        let with_attachment = rng.next() % 10 == 0;
+        let with_attachment = rng.next().is_multiple_of(10);
         let mut mail = format!(
             "From: {sender}\r\nTo: soporte@example.com\r\nSubject: {subject}\r\nMessage-ID: <bench-{i}@example.net>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
         );

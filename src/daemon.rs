@@ -196,11 +196,18 @@ async fn outbox_loop(
     clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut store = match Store::open(&desk.database_path()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "outbox: cannot open the database");
-            return;
+    // The daemon never dies of a lost database either: back off and retry.
+    let mut wait = Duration::from_secs(1);
+    let mut store = loop {
+        match Store::open(&desk.database_path()) {
+            Ok(s) => break s,
+            Err(e) => {
+                error!(error = %e, retry_in_s = wait.as_secs(), "outbox: cannot open the database");
+                if pause(&mut stop, wait).await {
+                    return;
+                }
+                wait = (wait * 2).min(Duration::from_secs(300));
+            }
         }
     };
     loop {

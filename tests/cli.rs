@@ -462,3 +462,39 @@ fn ingest_reads_stdin_like_an_mta_pipe() {
     let bad = desk.run(&["ingest", "--mailbox", "nope", "/dev/null"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_with_exit_0() {
+    let desk = Desk::new();
+    std::fs::create_dir_all(desk.path("mail/new")).unwrap();
+    std::fs::copy(
+        common::fixture("new-ticket.eml"),
+        desk.path("mail/new/1700000000.M1P1.test"),
+    )
+    .unwrap();
+    let mut child = desk.cmd().arg("run").spawn().unwrap();
+    // Wait (bounded) until the daemon has taken the message in: it is then idle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while desk.path("mail/new/1700000000.M1P1.test").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not take the message in"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(desk.tickets().len(), 1);
+}
