@@ -21,7 +21,7 @@ use postdesk_core::outgoing::{About, Notice};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::store::{TicketRow, to_time};
+use crate::store::TicketRow;
 use crate::templates::{TemplateError, Templates};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,22 +52,6 @@ pub struct Subject<'a> {
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-
-fn rfc3339(secs: Option<i64>) -> Value {
-    secs.map_or(Value::Null, |s| {
-        Value::String(to_time(s).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-    })
-}
-
-/// The template context of a ticket.
-pub fn ticket_context(t: &TicketRow) -> Value {
-    json!({
-        "id": t.id, "subject": t.subject, "status": t.status, "priority": t.priority, "type": t.ticket_type,
-        "categories": t.categories, "queue": t.queue, "requester": t.requester, "customer": t.customer,
-        "assignee": t.assignee, "created_at": rfc3339(Some(t.created_at)),
-        "first_response_due": rfc3339(t.first_response_due), "resolution_due": rfc3339(t.resolution_due),
-    })
-}
 
 /// The language a mail to `recipient` is written in: the customer's, else the desk's.
 pub fn language_for(config: &Config, recipient: &str) -> &'static str {
@@ -101,11 +85,11 @@ pub fn compose(
         "marker": marker(lang),
         "lang": lang,
         "mailbox": { "name": mailbox.name, "address": mailbox.address, "notes_address": mailbox.notes_address },
-        "ticket": ticket.map(ticket_context),
+        "ticket": ticket.map(crate::json::ticket),
         "tag": ticket.map(|t| tags.format(t.id)),
         "message": about.inbound.map(|m| json!({
             "from": m.from, "from_name": m.from_name, "subject": m.subject, "body": m.body,
-            "date": m.date.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "date": crate::json::time(m.date.map(|d| d.timestamp())),
             "attachments": m.attachments.iter().map(|a| json!({"filename": a.filename, "size": a.data.len()})).collect::<Vec<_>>(),
         })),
     });
