@@ -14,6 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox as Address;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, MultiPart, SinglePart};
 use postdesk_core::body::marker;
 use postdesk_core::config::{Config, Mailbox};
 use postdesk_core::mail::InboundMail;
@@ -132,6 +133,10 @@ pub fn compose(
         let address = to.parse().map_err(|_| ComposeError::Address(to.clone()))?;
         builder = builder.to(Address::new(None, address));
     }
+    for cc in &notice.cc {
+        let address = cc.parse().map_err(|_| ComposeError::Address(cc.clone()))?;
+        builder = builder.cc(Address::new(None, address));
+    }
 
     // Threading: answer the inbound mail that caused this one, else the ticket's first message.
     let answered = if notice.answers_inbound {
@@ -145,11 +150,13 @@ pub fn compose(
     } else if let Some(root) = about.thread_root {
         references.push(root.to_string());
     }
-    if let Some(id) = answered.or(if about.inbound.is_none() {
+    // A relay answers the customer's latest message (`thread_to`).
+    let fallback = if about.inbound.is_none() {
         about.thread_root
     } else {
         None
-    }) {
+    };
+    if let Some(id) = answered.or(notice.thread_to.as_deref()).or(fallback) {
         builder = builder.in_reply_to(format!("<{id}>"));
         if !references.iter().any(|r| r == id) {
             references.push(id.to_string());
@@ -179,11 +186,32 @@ pub fn compose(
         builder = builder.raw_header(header("Thread-Topic", t.subject.clone())?);
         builder = builder.raw_header(header("Thread-Index", thread_index(t, mailbox))?);
     }
-    let message = builder
-        .body(rendered.body)
-        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    let attachments = match about.inbound {
+        Some(m) if notice.with_attachments => m.attachments.as_slice(),
+        _ => &[],
+    };
+    let message = if attachments.is_empty() {
+        builder.body(rendered.body)
+    } else {
+        let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(rendered.body));
+        for a in attachments {
+            let content_type = ContentType::parse(&a.content_type).unwrap_or(
+                ContentType::parse("application/octet-stream")
+                    .map_err(|e| ComposeError::Build(e.to_string()))?,
+            );
+            parts = parts.singlepart(
+                Attachment::new(crate::intake::safe_filename(&a.filename))
+                    .body(a.data.clone(), content_type),
+            );
+        }
+        builder.multipart(parts)
+    }
+    .map_err(|e| ComposeError::Build(e.to_string()))?;
+    // Envelope recipients: everyone in To and Cc.
+    let mut recipients = notice.to.clone();
+    recipients.extend(notice.cc.iter().cloned());
     Ok(Composed {
-        to: notice.to.clone(),
+        to: recipients,
         subject,
         message_id,
         raw: message.formatted(),

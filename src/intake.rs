@@ -15,6 +15,7 @@ use postdesk_core::intake::{self, Decision, Reading, TicketAction, Transition};
 use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, AutoSubmitted, Notice};
 use postdesk_core::ticket::{Disposition, Status};
+use postdesk_core::workflow::Plan;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
@@ -226,22 +227,41 @@ fn apply(
                 )?;
             }
             if let Some(m) = mail {
-                store_message(tx, desk, id, new.kind.code(), m, inbound, at)?;
+                store_message(tx, desk, id, new.kind.code(), m, None, inbound, at)?;
             }
             Some(id)
         }
         TicketAction::Append(append) => {
             let id = append.ticket;
             if let Some(m) = mail {
-                store_message(tx, desk, id, append.kind.code(), m, inbound, at)?;
+                store_message(
+                    tx,
+                    desk,
+                    id,
+                    append.kind.code(),
+                    m,
+                    append.body.as_deref(),
+                    inbound,
+                    at,
+                )?;
             }
             for p in &append.new_participants {
                 tx.add_participant(id, p)?;
             }
             if let Some(mut row) = tx.ticket(id)? {
                 row.updated_at = at;
+                let by = mail.map_or("postdesk", |m| m.from.as_str());
+                if let Some(plan) = &append.plan {
+                    apply_plan(tx, &mut row, plan, by, at)?;
+                }
                 if let Some(t) = &append.transition {
                     apply_transition(tx, &mut row, t, at)?;
+                }
+                if append.support_update {
+                    row.last_update_at = Some(at);
+                }
+                if append.first_response && row.first_response_at.is_none() {
+                    row.first_response_at = Some(at);
                 }
                 tx.update_ticket(&row)?;
             }
@@ -342,7 +362,9 @@ pub fn queue_notices(
             thread_root: thread_root.as_deref(),
         };
         let to_agents = notice.to.iter().all(|a| desk.config.agent(a).is_some());
-        let groups: Vec<Vec<String>> = if to_agents {
+        // A relayed reply is one mail (To: requester, Cc: participants), as
+        // the customer would send it; team notifications are one mail too.
+        let groups: Vec<Vec<String>> = if to_agents || notice.auto == AutoSubmitted::No {
             vec![notice.to.clone()]
         } else {
             notice.to.iter().map(|a| vec![a.clone()]).collect()
@@ -385,6 +407,87 @@ pub fn queue_notices(
     Ok(skipped)
 }
 
+/// Applies a workflow plan (agent commands, `ticket update`) to the row and
+/// records its events; every change is a support-side update.
+pub fn apply_plan(
+    tx: &Tx<'_>,
+    row: &mut TicketRow,
+    plan: &Plan,
+    by: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let id = row.id;
+    for f in &plan.fields {
+        tx.add_event(
+            id,
+            &EventRow {
+                at,
+                kind: f.kind.into(),
+                from: f.from.clone(),
+                to: f.to.clone(),
+                by: Some(by.into()),
+                detail: None,
+            },
+        )?;
+        row.last_update_at = Some(at);
+    }
+    if let Some(p) = plan.priority {
+        row.priority = p.code().into();
+    }
+    if let Some(t) = plan.ticket_type {
+        row.ticket_type = Some(t.code().into());
+    }
+    if let Some(a) = &plan.assignee {
+        row.assignee = Some(a.clone());
+    }
+    row.categories.extend(plan.categories_added.iter().cloned());
+    if let Some(original) = plan.duplicate_of {
+        row.duplicate_of = Some(original);
+        // SPEC §5: the duplicate's text goes to the oldest ticket as a note.
+        let text = crate::store::first_message(tx.conn(), id)?
+            .map(|(from, body)| {
+                format!("Ticket {id} ({from}) was closed as a duplicate of this one:\n\n{body}")
+            })
+            .unwrap_or_else(|| format!("Ticket {id} was closed as a duplicate of this one."));
+        tx.insert_message(&MessageRow {
+            ticket: original,
+            kind: "note".into(),
+            from: by.into(),
+            subject: row.subject.clone(),
+            received_at: at,
+            body: text,
+            ..Default::default()
+        })?;
+        tx.add_event(
+            original,
+            &EventRow {
+                at,
+                kind: "merged_note".into(),
+                by: Some(by.into()),
+                detail: Some(format!("text of duplicate ticket {id}")),
+                ..Default::default()
+            },
+        )?;
+    }
+    if let Some(text) = &plan.note {
+        tx.insert_message(&MessageRow {
+            ticket: id,
+            kind: "note".into(),
+            from: by.into(),
+            subject: row.subject.clone(),
+            received_at: at,
+            body: text.clone(),
+            ..Default::default()
+        })?;
+        row.last_update_at = Some(at);
+    }
+    if let Some(t) = &plan.transition {
+        apply_transition(tx, row, t, at)?;
+        row.last_update_at = Some(at);
+    }
+    Ok(())
+}
+
 /// Applies a status change to the row and records its event.
 pub fn apply_transition(
     tx: &Tx<'_>,
@@ -415,12 +518,14 @@ pub fn apply_transition(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn store_message(
     tx: &Tx<'_>,
     desk: &Desk,
     ticket: i64,
     kind: &str,
     m: &InboundMail,
+    body: Option<&str>,
     inbound: i64,
     at: i64,
 ) -> Result<(), IntakeError> {
@@ -447,7 +552,7 @@ fn store_message(
         message_id: m.message_id.clone(),
         date: m.date.map(|d| d.timestamp()),
         received_at: at,
-        body: m.body.clone(),
+        body: body.map_or_else(|| m.body.clone(), str::to_string),
         inbound: Some(inbound),
         attachments,
         ..Default::default()

@@ -13,7 +13,7 @@ use postdesk_core::workflow::{self, Change};
 use super::{load_desk, open_store, print_json, print_table};
 use crate::Failure;
 use crate::clock::Clock;
-use crate::intake::{apply_transition, queue_notices};
+use crate::intake::{apply_plan, queue_notices};
 use crate::json;
 use crate::store::{EventRow, MessageRow, TicketFilter, to_time};
 
@@ -197,57 +197,7 @@ fn update(
             error: anyhow::anyhow!("ticket {id} does not exist"),
         });
     };
-    for f in &plan.fields {
-        tx.add_event(
-            id,
-            &EventRow {
-                at,
-                kind: f.kind.into(),
-                from: f.from.clone(),
-                to: f.to.clone(),
-                by: Some(by.into()),
-                detail: None,
-            },
-        )?;
-    }
-    if let Some(p) = plan.priority {
-        row.priority = p.code().into();
-    }
-    if let Some(t) = plan.ticket_type {
-        row.ticket_type = Some(t.code().into());
-    }
-    if let Some(a) = &plan.assignee {
-        row.assignee = Some(a.clone());
-    }
-    if let Some(d) = plan.duplicate_of {
-        row.duplicate_of = Some(d);
-        tx.add_event(
-            d,
-            &EventRow {
-                at,
-                kind: "merged_note".into(),
-                by: Some(by.into()),
-                detail: Some(format!("ticket {id} marked as a duplicate of this one")),
-                ..Default::default()
-            },
-        )?;
-    }
-    if let Some(text) = &plan.note {
-        tx.insert_message(&MessageRow {
-            ticket: id,
-            kind: "note".into(),
-            from: by.into(),
-            subject: row.subject.clone(),
-            received_at: at,
-            body: text.clone(),
-            ..Default::default()
-        })?;
-        row.last_update_at = Some(at);
-    }
-    if let Some(t) = &plan.transition {
-        apply_transition(&tx, &mut row, t, at)?;
-        row.last_update_at = Some(at);
-    }
+    apply_plan(&tx, &mut row, &plan, by, at)?;
     row.updated_at = at;
     tx.update_ticket(&row)?;
     let mailbox = desk

@@ -626,6 +626,16 @@ fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     })
 }
 
+/// Sender and text of a ticket's first message (what a duplicate contributes).
+pub fn first_message(conn: &Connection, ticket: i64) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT from_addr, body FROM messages WHERE ticket = ?1 ORDER BY id LIMIT 1",
+        )?
+        .query_row([ticket], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 /// The Message-ID of a ticket's first message with one, to thread mail to it.
 pub fn first_message_id(conn: &Connection, ticket: i64) -> Result<Option<String>> {
     Ok(conn

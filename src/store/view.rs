@@ -71,6 +71,8 @@ impl DeskView for TxView<'_> {
             queue: row.queue,
             mailbox: row.mailbox,
             requester: row.requester,
+            participants: row.participants,
+            categories: row.categories,
             customer: row.customer,
             assignee: row.assignee,
             duplicate_of: row.duplicate_of,
@@ -86,6 +88,17 @@ impl DeskView for TxView<'_> {
             .conn
             .prepare_cached("SELECT ticket FROM message_ids WHERE message_id = ?1 AND ticket IS NOT NULL ORDER BY direction DESC LIMIT 1")
             .and_then(|mut s| s.query_row([message_id], |r| r.get(0)))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(StoreError::from);
+        self.answer(r, None)
+    }
+
+    fn latest_customer_message_id(&self, ticket: i64) -> Option<String> {
+        let r = self
+            .conn
+            .prepare_cached("SELECT message_id FROM messages WHERE ticket = ?1 AND kind = 'customer' AND message_id IS NOT NULL ORDER BY id DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([ticket], |r| r.get(0)))
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(StoreError::from);

@@ -8,7 +8,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::body::cut_at_marker;
+use crate::agent_commands;
+use crate::body::{cut_at_marker, cut_quoted_history};
 use crate::config::{Config, ForeignReplies, Mailbox, UnknownSenders};
 use crate::machine::{machine_reason, suppresses_auto_reply};
 use crate::mail::{Defect, DeliveryReport, InboundMail};
@@ -18,6 +19,7 @@ use crate::text::{fold, normalize_address};
 use crate::ticket::{Disposition, MessageKind, Priority, Status, TicketType};
 use crate::units::Span;
 use crate::view::{DeskView, TicketSnapshot};
+use crate::workflow::{self, Change, Plan};
 
 /// Raw bytes as intake reads them.
 #[derive(Debug, Clone)]
@@ -137,16 +139,40 @@ pub struct NewTicket {
 }
 
 /// A message to add to an existing ticket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Append {
     pub ticket: i64,
     pub kind: MessageKind,
     pub new_participants: Vec<String>,
     pub transition: Option<Transition>,
     pub bounce: Option<DeliveryReport>,
+    /// The text to store when it differs from the mail's (commands stripped).
+    pub body: Option<String>,
+    /// Changes an agent's commands make (events, fields, notices).
+    pub plan: Option<Box<Plan>>,
+    /// A relayed agent reply: sets `first_response_at` if unset.
+    pub first_response: bool,
+    /// A support-side update (reply, note, change): resets `last_update_at`.
+    pub support_update: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Default for Append {
+    fn default() -> Self {
+        Append {
+            ticket: 0,
+            kind: MessageKind::Customer,
+            new_participants: Vec::new(),
+            transition: None,
+            bounce: None,
+            body: None,
+            plan: None,
+            first_response: false,
+            support_update: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum TicketAction {
     None,
     Create(NewTicket),
@@ -258,6 +284,7 @@ fn decide_inner(
                     new_participants: Vec::new(),
                     transition: None,
                     bounce: mail.report.clone().filter(|_| mail.signals.report),
+                    ..Default::default()
                 }),
                 reason: format!(
                     "machine mail ({reason}) attached to ticket {} by {how}; no reply, no status change",
@@ -433,6 +460,7 @@ fn decide_follow_up(
                     new_participants: Vec::new(),
                     transition: None,
                     bounce: None,
+                    ..Default::default()
                 }),
                 reason: format!(
                     "{who} is not a participant of ticket {} ({how}): kept as an internal note (foreign_replies = note)",
@@ -450,22 +478,8 @@ fn decide_follow_up(
         };
     }
 
-    if config.agent(&mail.from).is_some() {
-        return Decision {
-            disposition: Disposition::FollowUp,
-            ticket: TicketAction::Append(Append {
-                ticket: ticket.id,
-                kind: MessageKind::Agent,
-                new_participants: Vec::new(),
-                transition: None,
-                bounce: None,
-            }),
-            reason: format!(
-                "reply from agent {} on ticket {} by {how}",
-                mail.from, ticket.id
-            ),
-            notices: Vec::new(),
-        };
+    if let Some(agent) = config.agent(&mail.from) {
+        return decide_agent_mail(mail, &ticket, how, agent, mailbox, config, view);
     }
 
     let by = mail.from.clone();
@@ -565,8 +579,189 @@ fn decide_follow_up(
             new_participants,
             transition,
             bounce: None,
+            ..Default::default()
         }),
         reason: format!("follow-up on ticket {} by {how}{change}", ticket.id),
+        notices,
+    }
+}
+
+/// An agent's mail onto a ticket (SPEC §6): commands at the top are parsed
+/// and planned; the rest is relayed to the requester and participants from
+/// the mailbox address, or kept as an internal note (`#note`, or mail to the
+/// mailbox's `notes_address`). A relay with text carries the status change
+/// it makes (a `resolved` relay is the solution mail), so the customer gets
+/// one mail per change, not a reply plus a notice.
+fn decide_agent_mail(
+    mail: &InboundMail,
+    ticket: &TicketSnapshot,
+    how: &str,
+    agent: &crate::config::Agent,
+    mailbox: &Mailbox,
+    config: &Config,
+    view: &impl DeskView,
+) -> Decision {
+    let body = cut_quoted_history(&mail.body);
+    let parsed = agent_commands::parse(&body);
+    let to_notes = mailbox
+        .notes_address
+        .as_deref()
+        .is_some_and(|n| mail.to.iter().chain(&mail.cc).any(|a| a == n));
+    let is_note = parsed.is_note() || to_notes;
+    let mut errors = parsed.errors.clone();
+    let mut changes = Vec::new();
+    let mut original = None;
+    for (line, command) in &parsed.commands {
+        let Some(change) = command.change(&agent.email) else {
+            continue;
+        };
+        // Check what the workflow would refuse, so one bad line never blocks the rest.
+        let problem = match &change {
+            Change::Assign(who)
+                if !config.agents.iter().any(|a| {
+                    a.email == normalize_address(who) || a.name.eq_ignore_ascii_case(who.trim())
+                }) =>
+            {
+                Some(format!("no agent with e-mail or name `{who}`"))
+            }
+            Change::DuplicateOf(n) if *n == ticket.id => {
+                Some("a ticket cannot be a duplicate of itself".to_string())
+            }
+            Change::DuplicateOf(n) => match view.ticket(*n) {
+                Some(o) => {
+                    original = Some(o);
+                    None
+                }
+                None => Some(format!("ticket {n} does not exist")),
+            },
+            _ => None,
+        };
+        match problem {
+            Some(error) => errors.push(agent_commands::CommandError {
+                line: *line,
+                text: body.lines().nth(line - 1).unwrap_or("").trim().to_string(),
+                error,
+            }),
+            None => changes.push(change),
+        }
+    }
+    let relay_text = parsed.text.clone();
+    let relay = !is_note && !relay_text.trim().is_empty() && original.is_none();
+    // Answering moves a new ticket to open unless the agent set a status.
+    if relay
+        && ticket.status == Status::New
+        && !changes.iter().any(|c| matches!(c, Change::Status(_)))
+    {
+        changes.push(Change::Status(Status::Open));
+    }
+    let mut plan = workflow::plan(ticket, &changes, &agent.email, original.as_ref(), config)
+        .unwrap_or_default();
+    let mut notices = Vec::new();
+    if !errors.is_empty() {
+        let list: Vec<serde_json::Value> = errors
+            .iter()
+            .map(|e| serde_json::json!({"line": e.line, "text": e.text, "error": e.error}))
+            .collect();
+        notices.push(
+            Notice::new(
+                "command_error",
+                vec![agent.email.clone()],
+                About::Ticket(ticket.id),
+                AutoSubmitted::AutoReplied,
+            )
+            .with("errors", list)
+            .with("accepted", agent_commands::accepted_forms()),
+        );
+    }
+    if relay {
+        let to_status = plan.transition.as_ref().map(|t| t.to);
+        // The relay is the notification of the status change it makes.
+        plan.notices.retain(|n| {
+            !matches!(
+                n.template,
+                "status_changed" | "resolved" | "cancelled" | "reopened"
+            )
+        });
+        let mut cc: Vec<String> = ticket
+            .participants
+            .iter()
+            .filter(|p| {
+                **p != ticket.requester && config.agent(p).is_none() && !config.is_own_address(p)
+            })
+            .cloned()
+            .collect();
+        cc.dedup();
+        let template = match to_status {
+            Some(Status::Resolved) => "resolved",
+            Some(Status::Cancelled) => "cancelled",
+            _ => "agent_reply",
+        };
+        let mut reply = Notice::new(template, vec![ticket.requester.clone()], About::Ticket(ticket.id), AutoSubmitted::No)
+            .with("reply", serde_json::json!({"body": relay_text, "agent_name": agent.name, "agent_email": agent.email}))
+            .with("solution", relay_text.clone())
+            .with("reason", relay_text.clone())
+            .with("keywords", config.validation.keywords.clone());
+        reply.cc = cc;
+        reply.answers_inbound = false;
+        reply.thread_to = view.latest_customer_message_id(ticket.id);
+        reply.with_attachments = true;
+        notices.push(reply);
+    } else if is_note {
+        // A note never leaks into a customer mail as a solution or reason.
+        for n in &mut plan.notices {
+            n.extra.remove("solution");
+            n.extra.remove("reason");
+        }
+    }
+    notices.append(&mut plan.notices);
+    let disposition = if is_note {
+        Disposition::Note
+    } else {
+        Disposition::FollowUp
+    };
+    let mut reason = if is_note {
+        format!(
+            "internal note from agent {} on ticket {} by {how}",
+            agent.email, ticket.id
+        )
+    } else if relay {
+        format!(
+            "reply from agent {} on ticket {} by {how}: relayed to the customer",
+            agent.email, ticket.id
+        )
+    } else {
+        format!(
+            "commands from agent {} on ticket {} by {how}",
+            agent.email, ticket.id
+        )
+    };
+    if !parsed.commands.is_empty() {
+        reason.push_str(&format!("; {} command(s)", parsed.commands.len()));
+    }
+    if !errors.is_empty() {
+        reason.push_str(&format!(
+            "; {} command error(s) reported to the agent",
+            errors.len()
+        ));
+    }
+    let transition = plan.transition.take();
+    Decision {
+        disposition,
+        ticket: TicketAction::Append(Append {
+            ticket: ticket.id,
+            kind: if is_note || original.is_some() {
+                MessageKind::Note
+            } else {
+                MessageKind::Agent
+            },
+            transition,
+            body: Some(relay_text),
+            plan: Some(Box::new(plan)),
+            first_response: relay,
+            support_update: true,
+            ..Default::default()
+        }),
+        reason,
         notices,
     }
 }

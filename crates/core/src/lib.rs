@@ -5,6 +5,7 @@
 //! this crate may open a file, a socket or a database, or read the system
 //! clock: `now` is always an argument.
 
+pub mod agent_commands;
 pub mod body;
 pub mod config;
 pub mod intake;

@@ -50,8 +50,15 @@ pub struct Notice {
     pub to: Vec<String>,
     pub about: About,
     pub auto: AutoSubmitted,
+    /// Copies (a relayed reply: the ticket's other participants).
+    pub cc: Vec<String>,
     /// Thread it to the inbound mail that caused it.
     pub answers_inbound: bool,
+    /// Thread it to this Message-ID instead (a relay answers the customer's
+    /// latest message, not the agent's mail).
+    pub thread_to: Option<String>,
+    /// Carry the inbound mail's attachments (relayed agent replies).
+    pub with_attachments: bool,
     /// Template-specific context (`reason`, `old_status`, …).
     pub extra: Map<String, Value>,
 }
@@ -68,7 +75,10 @@ impl Notice {
             to,
             about,
             auto,
+            cc: Vec::new(),
             answers_inbound: auto == AutoSubmitted::AutoReplied,
+            thread_to: None,
+            with_attachments: false,
             extra: Map::new(),
         }
     }
@@ -85,7 +95,8 @@ impl Notice {
 ///
 /// Agents are our own staff: the per-recipient cap protects customers and
 /// other systems from floods and loops, so it does not silence agent
-/// notifications on a busy desk. Bounce stops apply to everyone.
+/// notifications on a busy desk. Bounce stops apply to all automatic mail;
+/// a relayed agent reply (written by a person) is neither capped nor stopped.
 pub fn admit(
     mut notice: Notice,
     config: &Config,
@@ -96,30 +107,36 @@ pub fn admit(
     let rate = config.intake.ack_rate_limit;
     let since = now - Duration::seconds(rate.per_seconds);
     let mut seen = Vec::new();
-    notice.to.retain(|raw| {
+    let template = notice.template;
+    let auto = notice.auto;
+    let mut keep = |raw: &String| -> bool {
         let to = normalize_address(raw);
         if to.is_empty() || seen.contains(&to) || config.is_own_address(&to) {
             return false;
         }
         seen.push(to.clone());
+        if auto == AutoSubmitted::No {
+            return true;
+        }
         if view.bounce_stopped(&to, now) {
             skipped.push(format!(
-                "{} not sent to {to}: address under bounce stop",
-                notice.template
+                "{template} not sent to {to}: address under bounce stop"
             ));
             return false;
         }
-        if notice.auto != AutoSubmitted::No
-            && config.agent(&to).is_none()
-            && view.automatic_mail_count(&to, since) >= rate.count
-        {
+        if config.agent(&to).is_none() && view.automatic_mail_count(&to, since) >= rate.count {
             skipped.push(format!(
-                "{} not sent to {to}: rate limit {}/{}s reached",
-                notice.template, rate.count, rate.per_seconds
+                "{template} not sent to {to}: rate limit {}/{}s reached",
+                rate.count, rate.per_seconds
             ));
             return false;
         }
         true
-    });
+    };
+    notice.to.retain(&mut keep);
+    notice.cc.retain(&mut keep);
+    if notice.to.is_empty() && !notice.cc.is_empty() {
+        notice.to.push(notice.cc.remove(0));
+    }
     ((!notice.to.is_empty()).then_some(notice), skipped)
 }

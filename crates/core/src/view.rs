@@ -19,6 +19,8 @@ pub struct TicketSnapshot {
     pub queue: String,
     pub mailbox: String,
     pub requester: String,
+    pub participants: Vec<String>,
+    pub categories: Vec<String>,
     pub customer: Option<String>,
     pub assignee: Option<String>,
     pub duplicate_of: Option<i64>,
@@ -42,6 +44,9 @@ pub trait DeskView {
     fn automatic_mail_count(&self, address: &str, since: DateTime<Utc>) -> u32;
     /// True when automatic mail to `address` is stopped after a permanent bounce.
     fn bounce_stopped(&self, address: &str, now: DateTime<Utc>) -> bool;
+    /// The Message-ID of the ticket's latest customer message (what a relayed
+    /// agent reply answers).
+    fn latest_customer_message_id(&self, ticket: i64) -> Option<String>;
     /// True when `template` was already queued to `address` since `since`.
     fn notice_sent(&self, address: &str, template: &str, since: DateTime<Utc>) -> bool;
 }

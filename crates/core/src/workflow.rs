@@ -24,6 +24,7 @@ pub enum Change {
     Assign(String),
     Note(String),
     DuplicateOf(i64),
+    Category(String),
 }
 
 /// A field change with its event (`priority`, `type`, `assign`, `duplicate`).
@@ -44,6 +45,7 @@ pub struct Plan {
     pub ticket_type: Option<TicketType>,
     pub assignee: Option<String>,
     pub duplicate_of: Option<i64>,
+    pub categories_added: Vec<String>,
     pub note: Option<String>,
     pub notices: Vec<Notice>,
 }
@@ -145,6 +147,17 @@ pub fn plan(
                 }
             }
             Change::Note(text) => plan.note = Some(text.clone()),
+            Change::Category(name) => {
+                let name = name.trim().to_string();
+                if !ticket.categories.contains(&name) && !plan.categories_added.contains(&name) {
+                    plan.fields.push(FieldEvent {
+                        kind: "category",
+                        from: None,
+                        to: Some(name.clone()),
+                    });
+                    plan.categories_added.push(name);
+                }
+            }
             Change::DuplicateOf(id) => {
                 if *id == ticket.id {
                     return Err(ChangeError::SelfDuplicate);
