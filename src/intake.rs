@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use postdesk_core::config::Mailbox;
-use postdesk_core::intake::{self, Decision, Reading, TicketAction, Transition};
+use postdesk_core::intake::{self, Append, Decision, Reading, TicketAction, Transition};
 use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, AutoSubmitted, Notice};
 use postdesk_core::ticket::{Disposition, Status};
@@ -308,7 +308,26 @@ fn apply(
     }
 
     // The mail this message causes, in the same transaction.
-    let skipped = queue_notices(tx, desk, mailbox, ticket_id, mail, &decision.notices, now)?;
+    // Notifications quote the text as stored (commands and quoted history cut).
+    let stored_text = match &decision.ticket {
+        TicketAction::Append(Append {
+            body: Some(body), ..
+        }) => mail.map(|m| InboundMail {
+            body: body.clone(),
+            ..m.clone()
+        }),
+        _ => None,
+    };
+    let mail_for_notices = stored_text.as_ref().or(mail);
+    let skipped = queue_notices(
+        tx,
+        desk,
+        mailbox,
+        ticket_id,
+        mail_for_notices,
+        &decision.notices,
+        now,
+    )?;
     for s in skipped {
         reason.push_str("; ");
         reason.push_str(&s);

@@ -50,7 +50,7 @@ fn decoded_body(raw: &str) -> String {
         .expect("mail");
     parsed
         .body_text(0)
-        .map(|b| b.into_owned())
+        .map(|b| b.replace("\r\n", "\n"))
         .unwrap_or_default()
 }
 
@@ -432,4 +432,60 @@ fn relayed_replies_carry_the_agents_attachments() {
             .collect();
     assert_eq!(names, vec!["guia.pdf"]);
     assert_eq!(parsed.attachment(0).unwrap().contents(), b"%PDF-1.4 guia");
+}
+
+/// Real-client replies (fixtures/mail/replies): the stored and relayed text
+/// is exactly what the author wrote above the quoted history.
+#[test]
+fn quoted_history_of_real_clients_is_cut_before_storing_and_relaying() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail/replies");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("eml") {
+            continue;
+        }
+        let expected = std::fs::read_to_string(path.with_extension("expected.txt")).unwrap();
+        let desk = desk();
+        let row = desk.ingest_bytes(&std::fs::read(&path).unwrap());
+        assert_eq!(row["ticket"], 1, "{}: {}", path.display(), row["reason"]);
+        let t = desk.ticket(1);
+        let stored = t["messages"][1]["body"].as_str().unwrap().to_string();
+        let from = t["messages"][1]["from"].as_str().unwrap().to_string();
+        if from == "luis@example.com" {
+            // Commands (if any) are stripped too; the relay carries the same text.
+            let relay = desk
+                .outbox()
+                .into_iter()
+                .find(|o| o["to"][0] == "ana@cliente.com" && o["template"] != "ack");
+            let relay = relay.unwrap_or_else(|| panic!("{}: nothing relayed", path.display()));
+            let body = decoded_body(&delivered(&desk, &relay));
+            assert!(
+                body.contains(stored.trim()),
+                "{}: relay lacks the text {:?}:\n{body:?}",
+                path.display(),
+                stored.trim()
+            );
+            for quoted in ["escribió", "wrote:", "Original Message", "Enviado:"] {
+                if !expected.contains(quoted) {
+                    assert!(
+                        !body.contains(quoted),
+                        "{}: quoted history relayed:\n{body}",
+                        path.display()
+                    );
+                }
+            }
+        } else {
+            assert_eq!(stored.trim(), expected.trim(), "{}", path.display());
+            let note = desk.outbox_for("agent_follow_up").remove(0);
+            let body = decoded_body(&delivered(&desk, &note));
+            assert!(
+                body.contains(expected.trim().lines().next().unwrap()),
+                "{}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} reply fixtures");
 }

@@ -579,6 +579,8 @@ fn decide_follow_up(
             new_participants,
             transition,
             bounce: None,
+            // A reply's quoted history is the ticket's own past: keep the new text.
+            body: Some(cut_quoted_history(&mail.body)),
             ..Default::default()
         }),
         reason: format!("follow-up on ticket {} by {how}{change}", ticket.id),
