@@ -199,6 +199,7 @@ fn apply(
                 ..Default::default()
             };
             tx.insert_ticket(&row)?;
+            tx.set_fingerprint(id, &new.fingerprint.subject, &new.fingerprint.body)?;
             let detail = new
                 .continues
                 .map(|old| format!("continues closed ticket {old}"));
@@ -225,6 +226,47 @@ fn apply(
                         detail: new.cancel_reason.clone(),
                     },
                 )?;
+            }
+            if let (Some(original), Some(m)) = (new.duplicate_of, mail) {
+                // SPEC §5: the new information goes to the oldest ticket as a note.
+                tx.add_event(
+                    id,
+                    &EventRow {
+                        at,
+                        kind: "duplicate".into(),
+                        to: Some(original.to_string()),
+                        by: Some("postdesk".into()),
+                        ..Default::default()
+                    },
+                )?;
+                let text = format!(
+                    "Ticket {id} from {} was cancelled as a duplicate of this one:\n\n{}",
+                    m.from, m.body
+                );
+                tx.insert_message(&MessageRow {
+                    ticket: original,
+                    kind: "note".into(),
+                    from: m.from.clone(),
+                    subject: m.subject.clone(),
+                    received_at: at,
+                    body: text,
+                    ..Default::default()
+                })?;
+                tx.add_event(
+                    original,
+                    &EventRow {
+                        at,
+                        kind: "merged_note".into(),
+                        by: Some(m.from.clone()),
+                        detail: Some(format!("text of duplicate ticket {id}")),
+                        ..Default::default()
+                    },
+                )?;
+                let mut original_row = tx.ticket(original)?;
+                if let Some(row) = original_row.as_mut() {
+                    row.updated_at = at;
+                    tx.update_ticket(row)?;
+                }
             }
             if let Some(m) = mail {
                 store_message(tx, desk, id, new.kind.code(), m, None, inbound, at)?;

@@ -726,7 +726,7 @@ fn ack_rate_limit_caps_automatic_mail_per_recipient() {
             &format!("Consulta {i}"),
             &format!("rl-{i}@cliente.com"),
             "",
-            "x",
+            &format!("Pregunta número {i}"),
         ));
     }
     assert_eq!(desk.tickets().len(), 4);

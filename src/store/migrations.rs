@@ -5,7 +5,7 @@
 use rusqlite_migration::{M, Migrations};
 
 pub fn all() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2)])
 }
 
 /// 1: tickets, messages, participants, attachments, events, inbound log,
@@ -172,4 +172,12 @@ CREATE TABLE timers (
     key TEXT PRIMARY KEY,
     fired_at INTEGER NOT NULL
 );
+"#;
+
+/// 2: what duplicate detection compares (SPEC §5), stored with each ticket,
+/// and the index its window query uses per customer.
+const V2: &str = r#"
+ALTER TABLE tickets ADD COLUMN dedup_subject TEXT NOT NULL DEFAULT '';
+ALTER TABLE tickets ADD COLUMN dedup_body TEXT NOT NULL DEFAULT '';
+CREATE INDEX tickets_customer ON tickets(customer, created_at);
 "#;

@@ -346,6 +346,14 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// What duplicate detection compares later mail with.
+    pub fn set_fingerprint(&self, ticket: i64, subject: &str, body: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE tickets SET dedup_subject = ?2, dedup_body = ?3 WHERE id = ?1")?
+            .execute(params![ticket, subject, body])?;
+        Ok(())
+    }
+
     pub fn add_participant(&self, ticket: i64, address: &str) -> Result<()> {
         self.tx.prepare_cached("INSERT OR IGNORE INTO participants (ticket, address, position) VALUES (?1, ?2, (SELECT COUNT(*) FROM participants WHERE ticket = ?1))")?
             .execute(params![ticket, address])?;

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 
 use chrono::{DateTime, Utc};
+use postdesk_core::duplicates::{Candidate, Fingerprint};
 use postdesk_core::ticket::{Priority, Status, TicketType};
 use postdesk_core::view::{DeskView, TicketSnapshot};
 use rusqlite::{Connection, params};
@@ -103,6 +104,40 @@ impl DeskView for TxView<'_> {
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(StoreError::from);
         self.answer(r, None)
+    }
+
+    fn duplicate_candidates(
+        &self,
+        requester: &str,
+        customer: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Vec<Candidate> {
+        let sql = match customer {
+            Some(_) => {
+                "SELECT id, dedup_subject, dedup_body FROM tickets WHERE customer = ?1 AND created_at >= ?2 AND status IN ('new', 'open', 'waiting') ORDER BY created_at, id"
+            }
+            None => {
+                "SELECT id, dedup_subject, dedup_body FROM tickets WHERE requester = ?1 AND created_at >= ?2 AND status IN ('new', 'open', 'waiting') ORDER BY created_at, id"
+            }
+        };
+        let key = customer.unwrap_or(requester);
+        let r = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(params![key, since.timestamp()], |r| {
+                    Ok(Candidate {
+                        id: r.get(0)?,
+                        fingerprint: Fingerprint {
+                            subject: r.get(1)?,
+                            body: r.get(2)?,
+                        },
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(StoreError::from);
+        self.answer(r, Vec::new())
     }
 
     fn message_id_seen(&self, message_id: &str) -> bool {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::agent_commands;
 use crate::body::{cut_at_marker, cut_quoted_history};
 use crate::config::{Config, ForeignReplies, Mailbox, UnknownSenders};
+use crate::duplicates::{self, Fingerprint};
 use crate::machine::{machine_reason, suppresses_auto_reply};
 use crate::mail::{Defect, DeliveryReport, InboundMail};
 use crate::outgoing::{About, AutoSubmitted, Notice, admit};
@@ -136,6 +137,8 @@ pub struct NewTicket {
     /// Set when the ticket is a cancelled duplicate (SPEC §5).
     pub duplicate_of: Option<i64>,
     pub cancel_reason: Option<String>,
+    /// What later mail is compared on for duplicates (SPEC §5).
+    pub fingerprint: Fingerprint,
 }
 
 /// A message to add to an existing ticket.
@@ -303,7 +306,7 @@ fn decide_inner(
                 format!("machine mail ({reason}) about no mail of ours"),
             );
         }
-        let mut decision = decide_new_ticket(mail, mailbox, config, view, None, tags);
+        let mut decision = decide_new_ticket(mail, mailbox, config, view, None, tags, now);
         decision.notices.clear();
         decision.reason = format!(
             "machine mail ({reason}): ticket created without acknowledgement or notification"
@@ -311,10 +314,15 @@ fn decide_inner(
         return decision;
     }
 
-    // 6. Duplicates (SPEC §5) plug in here, before a new ticket is created.
+    // 6. Duplicates (SPEC §5).
+    if config.duplicates.enabled
+        && let Some(decision) = decide_duplicate(mail, mailbox, config, view, now, tags)
+    {
+        return decision;
+    }
 
     // 7. New ticket.
-    decide_new_ticket(mail, mailbox, config, view, None, tags)
+    decide_new_ticket(mail, mailbox, config, view, None, tags, now)
 }
 
 fn decide_oversize(
@@ -445,7 +453,7 @@ fn decide_follow_up(
         let who = &mail.from;
         return match config.intake.foreign_replies {
             ForeignReplies::NewTicket => {
-                let mut d = decide_new_ticket(mail, mailbox, config, view, None, tags);
+                let mut d = decide_new_ticket(mail, mailbox, config, view, None, tags, now);
                 d.reason = format!(
                     "{who} is not a participant of ticket {} ({how}): new ticket (foreign_replies = new_ticket); {}",
                     ticket.id, d.reason
@@ -527,7 +535,8 @@ fn decide_follow_up(
                     detail: Some("follow-up within the reopen window".into()),
                 })
             } else {
-                let mut d = decide_new_ticket(mail, mailbox, config, view, Some(ticket.id), tags);
+                let mut d =
+                    decide_new_ticket(mail, mailbox, config, view, Some(ticket.id), tags, now);
                 d.reason = format!(
                     "ticket {} is closed since {} (past reopen_window): new ticket that continues it",
                     ticket.id,
@@ -768,6 +777,78 @@ fn decide_agent_mail(
     }
 }
 
+/// A new mail that repeats an active ticket of the same sender (or customer,
+/// with `scope = "customer"`) within the window: the new ticket is created
+/// `cancelled` with `duplicate_of` the oldest match, its text goes to that
+/// ticket as a note, and the customer is told which ticket to follow.
+fn decide_duplicate(
+    mail: &InboundMail,
+    mailbox: &Mailbox,
+    config: &Config,
+    view: &impl DeskView,
+    now: DateTime<Utc>,
+    tags: &TagMatcher,
+) -> Option<Decision> {
+    let window = match config.duplicates.window.0 {
+        Span::Seconds(s) => Duration::seconds(s),
+        Span::BusinessDays(d) => Duration::days(i64::from(d)),
+    };
+    let requester = normalize_address(mail.requester());
+    let customer = match config.duplicates.scope {
+        crate::config::DuplicateScope::Customer => {
+            config.customer_for(&mail.from).map(|c| c.name.as_str())
+        }
+        crate::config::DuplicateScope::Sender => None,
+    };
+    let fingerprint = Fingerprint::of(&mail.subject, &mail.body, tags);
+    let candidates = view.duplicate_candidates(&requester, customer, now - window);
+    let original_id = duplicates::find_original(&fingerprint, &candidates)?;
+    let original = view.ticket(original_id)?;
+    let mut decision = decide_new_ticket(mail, mailbox, config, view, None, tags, now);
+    let TicketAction::Create(ticket) = &mut decision.ticket else {
+        return None;
+    };
+    if ticket.status != Status::New {
+        return None;
+    }
+    ticket.status = Status::Cancelled;
+    ticket.duplicate_of = Some(original_id);
+    ticket.cancel_reason = Some(format!("duplicate of ticket {original_id}"));
+    let same = if fingerprint.subject
+        == candidates
+            .iter()
+            .find(|c| c.id == original_id)
+            .map(|c| c.fingerprint.subject.clone())
+            .unwrap_or_default()
+    {
+        "subject"
+    } else {
+        "text"
+    };
+    let who = customer.map_or_else(
+        || format!("sender {requester}"),
+        |c| format!("customer {c}"),
+    );
+    decision.disposition = Disposition::Duplicate;
+    decision.reason = format!(
+        "duplicate of ticket {original_id} (same {same}, {who}, within {}): cancelled, its text added to ticket {original_id} as a note",
+        config.duplicates.window.0
+    );
+    decision.notices = vec![
+        Notice::new(
+            "duplicate_notice",
+            vec![requester],
+            About::NewTicket,
+            AutoSubmitted::AutoReplied,
+        )
+        .with(
+            "original",
+            serde_json::json!({"id": original.id, "subject": original.subject}),
+        ),
+    ];
+    Some(decision)
+}
+
 /// The first non-empty line is a validation keyword and nothing else.
 pub fn is_validation(body: &str, keywords: &[String]) -> bool {
     let Some(first) = body.lines().map(str::trim).find(|l| !l.is_empty()) else {
@@ -797,8 +878,8 @@ fn decide_new_ticket(
     view: &impl DeskView,
     continues: Option<i64>,
     tags: &TagMatcher,
+    now: DateTime<Utc>,
 ) -> Decision {
-    let _ = view;
     let requester = normalize_address(mail.requester());
     let customer = config.customer_for(&mail.from);
     if customer.is_none() && config.intake.unknown_senders == UnknownSenders::Reject {
@@ -809,15 +890,20 @@ fn decide_new_ticket(
                 "{} matches no customer (unknown_senders = reject)",
                 mail.from
             ),
-            notices: vec![
-                Notice::new(
-                    "unknown_sender",
-                    vec![requester.clone()],
-                    About::Nothing,
-                    AutoSubmitted::AutoReplied,
-                )
-                .with("sender", mail.from.clone()),
-            ],
+            // Once per sender per day: a stranger's mail loop stays quiet.
+            notices: if view.notice_sent(&requester, "unknown_sender", now - Duration::days(1)) {
+                Vec::new()
+            } else {
+                vec![
+                    Notice::new(
+                        "unknown_sender",
+                        vec![requester.clone()],
+                        About::Nothing,
+                        AutoSubmitted::AutoReplied,
+                    )
+                    .with("sender", mail.from.clone()),
+                ]
+            },
         };
     }
 
@@ -841,6 +927,7 @@ fn decide_new_ticket(
         continues,
         duplicate_of: None,
         cancel_reason: None,
+        fingerprint: Fingerprint::of(&mail.subject, &mail.body, tags),
     };
     for a in [&requester, &mail.from].into_iter().chain(mail.cc.iter()) {
         if !config.is_own_address(a) && !ticket.participants.contains(a) {

@@ -8,6 +8,7 @@
 pub mod agent_commands;
 pub mod body;
 pub mod config;
+pub mod duplicates;
 pub mod intake;
 pub mod machine;
 pub mod mail;

@@ -47,6 +47,14 @@ pub trait DeskView {
     /// The Message-ID of the ticket's latest customer message (what a relayed
     /// agent reply answers).
     fn latest_customer_message_id(&self, ticket: i64) -> Option<String>;
+    /// Active tickets (new, open, waiting) created since `since` by
+    /// `requester`, or by anyone of `customer` when given; oldest first.
+    fn duplicate_candidates(
+        &self,
+        requester: &str,
+        customer: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Vec<crate::duplicates::Candidate>;
     /// True when `template` was already queued to `address` since `since`.
     fn notice_sent(&self, address: &str, template: &str, since: DateTime<Utc>) -> bool;
 }
