@@ -286,7 +286,7 @@ fn decide_inner(
                     kind: MessageKind::Auto,
                     new_participants: Vec::new(),
                     transition: None,
-                    bounce: mail.report.clone().filter(|_| mail.signals.report),
+                    bounce: mail.report.clone(),
                     ..Default::default()
                 }),
                 reason: format!(
@@ -300,7 +300,7 @@ fn decide_inner(
     }
 
     if let Some(reason) = &machine {
-        if mail.signals.report {
+        if mail.signals.report || mail.report.is_some() {
             return Decision::only(
                 Disposition::Ignored,
                 format!("machine mail ({reason}) about no mail of ours"),

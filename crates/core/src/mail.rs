@@ -181,6 +181,29 @@ impl InboundMail {
             });
         }
 
+        // Bounces that are plain text (Exim, Gmail, qmail) carry the
+        // original headers inline instead of a delivery-status part.
+        let looks_like_bounce = report
+            || return_path
+                .is_some_and(|v| v.trim_matches(|c| c == '<' || c == '>').trim().is_empty())
+            || {
+                let local = from.split('@').next().unwrap_or("").to_ascii_lowercase();
+                local == "mailer-daemon" || local == "postmaster"
+            };
+        if looks_like_bounce
+            && delivery
+                .as_ref()
+                .is_none_or(|d| d.original_message_id.is_none())
+        {
+            let own_id = message.message_id().unwrap_or("");
+            let text = String::from_utf8_lossy(raw);
+            let found = text_bounce(&text, own_id);
+            let d = delivery.get_or_insert_with(DeliveryReport::default);
+            d.original_message_id = d.original_message_id.take().or(found.original_message_id);
+            d.status = d.status.take().or(found.status);
+            d.failed_recipient = d.failed_recipient.take().or(found.failed_recipient);
+        }
+
         Ok(InboundMail {
             message_id: message
                 .message_id()
@@ -368,6 +391,82 @@ fn read_report_part(content_type: &str, contents: &[u8], report: &mut Option<Del
         }
         _ => {}
     }
+}
+
+/// What a plain-text bounce says: the first `Message-ID:` line below the
+/// bounce's own headers (the returned message), the first enhanced status
+/// code (or SMTP reply code), and the first address on an indented line of
+/// the failure list.
+fn text_bounce(text: &str, own_id: &str) -> DeliveryReport {
+    let body = text
+        .split_once("\n\n")
+        .or_else(|| text.split_once("\r\n\r\n"))
+        .map_or("", |(_, b)| b);
+    let mut report = DeliveryReport::default();
+    for line in body.lines() {
+        let trimmed = line.trim();
+        if report.original_message_id.is_none()
+            && let Some((name, value)) = trimmed.split_once(':')
+            && name.eq_ignore_ascii_case("message-id")
+        {
+            let id = value
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .trim();
+            if !id.is_empty() && id != own_id {
+                report.original_message_id = Some(id.to_string());
+            }
+        }
+        if report.status.is_none() {
+            report.status = enhanced_status(trimmed);
+        }
+        // qmail lists `<address>:` at the start of a line.
+        if report.failed_recipient.is_none()
+            && trimmed.starts_with('<')
+            && trimmed.ends_with(">:")
+            && trimmed.contains('@')
+        {
+            report.failed_recipient = Some(normalize_address(trimmed.trim_end_matches(':')));
+        }
+        if report.failed_recipient.is_none() && line.starts_with(|c: char| c.is_whitespace()) {
+            let word = trimmed
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches(|c| c == '<' || c == '>' || c == ':' || c == ',');
+            if word.contains('@') && !word.contains('[') {
+                report.failed_recipient = Some(normalize_address(word));
+            }
+        }
+    }
+    report
+}
+
+/// `5.1.1`-style code in a line, else a 4xx/5xx SMTP reply code as `5.0.0`.
+fn enhanced_status(line: &str) -> Option<String> {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == '#')
+        .collect();
+    for w in &words {
+        let parts: Vec<&str> = w.split('.').collect();
+        if parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Some(w.to_string());
+        }
+    }
+    words
+        .iter()
+        .find(|w| {
+            w.len() == 3
+                && (w.starts_with('4') || w.starts_with('5'))
+                && w.chars().all(|c| c.is_ascii_digit())
+        })
+        .map(|w| format!("{}.0.0", &w[..1]))
 }
 
 /// The value of the first header `name` in a block of header lines.
