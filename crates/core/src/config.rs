@@ -779,11 +779,28 @@ impl Config {
             return Some(c);
         }
         let domain = crate::text::domain_of(&address)?;
-        self.customers.iter().find(|c| {
+        // An exact domain first, then the most specific `*.domain` entry, so
+        // a subsidiary listed on its own wins over its parent.
+        if let Some(c) = self.customers.iter().find(|c| {
             c.domains
                 .iter()
                 .any(|d| d.trim().eq_ignore_ascii_case(domain))
-        })
+        }) {
+            return Some(c);
+        }
+        self.customers
+            .iter()
+            .filter_map(|c| {
+                c.domains
+                    .iter()
+                    .filter_map(|d| subdomain_parent(d))
+                    .filter(|parent| domain == *parent || domain.ends_with(&format!(".{parent}")))
+                    .map(|parent| parent.len())
+                    .max()
+                    .map(|len| (len, c))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, c)| c)
     }
 
     pub fn calendar(&self, name: &str) -> Option<&Calendar> {
@@ -1293,6 +1310,17 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
     }
 }
 
+/// `*.cliente.com` or `.cliente.com`: the domain and all its subdomains.
+/// A plain `cliente.com` matches only itself: a subdomain may be a different
+/// company (a reseller, a hosting customer), so the admin says so explicitly.
+fn subdomain_parent(entry: &str) -> Option<String> {
+    let e = entry.trim().to_ascii_lowercase();
+    e.strip_prefix("*.")
+        .or_else(|| e.strip_prefix('.'))
+        .filter(|p| p.contains('.'))
+        .map(str::to_string)
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.")
 }
@@ -1388,6 +1416,34 @@ dir = "var/outbox"
         assert_eq!(c.calendars["oficina"].holidays.len(), 2);
         assert_eq!(c.sla[1].resolution, Some(Duration(Span::BusinessDays(3))));
         assert_eq!(c.escalation.len(), 1);
+    }
+
+    #[test]
+    fn customers_by_address_then_domain_subdomains_only_when_asked() {
+        let text = format!(
+            "{MINIMAL}\n[[customers]]\nname = \"A\"\ndomains = [\"a.com\"]\n\n[[customers]]\nname = \"B\"\ndomains = [\"*.b.com\"]\naddresses = [\"boss@a.com\"]\n\n[[customers]]\nname = \"B-Sales\"\ndomains = [\".sales.b.com\"]\n"
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let name = |a: &str| c.customer_for(a).map(|c| c.name.clone());
+        assert_eq!(name("x@a.com").as_deref(), Some("A"));
+        assert_eq!(
+            name("x@eu.a.com"),
+            None,
+            "a plain domain does not cover subdomains"
+        );
+        assert_eq!(
+            name("boss@a.com").as_deref(),
+            Some("B"),
+            "an address beats a domain"
+        );
+        assert_eq!(name("x@b.com").as_deref(), Some("B"));
+        assert_eq!(name("x@mad.b.com").as_deref(), Some("B"));
+        assert_eq!(
+            name("x@eu.sales.b.com").as_deref(),
+            Some("B-Sales"),
+            "the most specific entry wins"
+        );
+        assert_eq!(name("x@notb.com"), None);
     }
 
     #[test]
