@@ -7,6 +7,7 @@
 
 pub mod agent_commands;
 pub mod body;
+pub mod calendar;
 pub mod config;
 pub mod duplicates;
 pub mod intake;
