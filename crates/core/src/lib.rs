@@ -14,6 +14,7 @@ pub mod intake;
 pub mod machine;
 pub mod mail;
 pub mod outgoing;
+pub mod sla;
 pub mod subject;
 pub mod text;
 pub mod ticket;
