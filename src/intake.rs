@@ -10,11 +10,14 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use postdesk_core::config::Config;
 use postdesk_core::config::Mailbox;
 use postdesk_core::intake::{self, Append, Decision, Reading, TicketAction, Transition};
 use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, AutoSubmitted, Notice};
+use postdesk_core::sla;
 use postdesk_core::ticket::{Disposition, Status};
+use postdesk_core::ticket::{Priority, TicketType};
 use postdesk_core::workflow::Plan;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
@@ -23,6 +26,7 @@ use crate::compose::{Subject, compose};
 use crate::desk::Desk;
 use crate::store::{
     AttachmentRow, EventRow, InboundRow, MessageRow, OutboxRow, Store, StoreError, TicketRow, Tx,
+    to_time,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +202,8 @@ fn apply(
                 sla_state: "none".into(),
                 ..Default::default()
             };
+            let mut row = row;
+            settle_sla(&desk.config, &mut row, None, at);
             tx.insert_ticket(&row)?;
             tx.set_fingerprint(id, &new.fingerprint.subject, &new.fingerprint.body)?;
             let detail = new
@@ -292,6 +298,7 @@ fn apply(
             }
             if let Some(mut row) = tx.ticket(id)? {
                 row.updated_at = at;
+                let before = row.status.clone();
                 let by = mail.map_or("postdesk", |m| m.from.as_str());
                 if let Some(plan) = &append.plan {
                     apply_plan(tx, &mut row, plan, by, at)?;
@@ -305,6 +312,7 @@ fn apply(
                 if append.first_response && row.first_response_at.is_none() {
                     row.first_response_at = Some(at);
                 }
+                settle_sla(&desk.config, &mut row, Some(&before), at);
                 tx.update_ticket(&row)?;
             }
             if let Some(report) = &append.bounce {
@@ -547,6 +555,76 @@ pub fn apply_plan(
         row.last_update_at = Some(at);
     }
     Ok(())
+}
+
+/// Brings a ticket's SLA fields up to date after any change (SPEC §7): the
+/// policy is chosen again from priority, type, plan and queue, deadlines are
+/// computed from creation, and time spent `waiting` is added to the pause
+/// when the ticket leaves it. `previous_status` is the status before the
+/// change (`None` for a new ticket).
+pub fn settle_sla(config: &Config, row: &mut TicketRow, previous_status: Option<&str>, at: i64) {
+    let policy = sla_policy_of(config, row);
+    let waiting = Status::Waiting.code();
+    if row.status == waiting && previous_status != Some(waiting) {
+        row.waiting_since = Some(at);
+    } else if row.status != waiting && previous_status == Some(waiting) {
+        if let (Some(since), Some(p)) = (row.waiting_since, policy) {
+            row.paused_seconds += sla::working_time(config, p, to_time(since), to_time(at));
+        }
+        row.waiting_since = None;
+    }
+    match policy {
+        Some(p) => {
+            let d = sla::deadlines(config, p, to_time(row.created_at), row.paused_seconds);
+            row.sla_policy = Some(d.policy);
+            row.first_response_due = d.first_response_due.map(|t| t.timestamp());
+            row.resolution_due = d.resolution_due.map(|t| t.timestamp());
+        }
+        None => {
+            row.sla_policy = None;
+            row.first_response_due = None;
+            row.resolution_due = None;
+        }
+    }
+    row.sla_state = sla_state(config, row, to_time(at)).code().to_string();
+}
+
+/// The `[[sla]]` policy that applies to a stored ticket now.
+pub fn sla_policy_of<'c>(
+    config: &'c Config,
+    row: &TicketRow,
+) -> Option<&'c postdesk_core::config::SlaPolicy> {
+    let plan = row
+        .customer
+        .as_deref()
+        .and_then(|name| config.customers.iter().find(|c| c.name == name))
+        .and_then(|c| c.plan.as_deref());
+    sla::choose(
+        config,
+        sla::PolicyKey {
+            priority: Priority::parse(&row.priority).unwrap_or(Priority::Medium),
+            ticket_type: row.ticket_type.as_deref().and_then(TicketType::parse),
+            plan,
+            queue: &row.queue,
+        },
+    )
+}
+
+/// The SLA clock of a stored ticket.
+pub fn sla_clock<'c>(config: &'c Config, row: &TicketRow) -> sla::Clock<'c> {
+    sla::Clock {
+        policy: sla_policy_of(config, row),
+        status: Status::parse(&row.status).unwrap_or(Status::Open),
+        received_at: to_time(row.created_at),
+        first_response_due: row.first_response_due.map(to_time),
+        first_response_at: row.first_response_at.map(to_time),
+        resolution_due: row.resolution_due.map(to_time),
+    }
+}
+
+/// The SLA state of a stored ticket at `now` (what JSON shows: always current).
+pub fn sla_state(config: &Config, row: &TicketRow, now: DateTime<Utc>) -> sla::SlaState {
+    sla::state(config, &sla_clock(config, row), now)
 }
 
 /// Applies a status change to the row and records its event.

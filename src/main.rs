@@ -77,6 +77,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open tickets with their SLA state and deadlines, most urgent first.
+    Sla {
+        #[arg(long)]
+        json: bool,
+    },
     /// Outgoing mail and its delivery state.
     Outbox {
         #[arg(long, value_parser = ["pending", "sent", "failed"])]
@@ -104,9 +109,10 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 fn main() -> ExitCode {
     let args = Args::parse();
     telemetry::init(args.log_format);
-    let clock = match args.now {
-        Some(now) => clock::Clock::starting_at(now),
-        None => clock::Clock::system(),
+    let clock = match (args.now, &args.command) {
+        (Some(now), Command::Run { .. }) => clock::Clock::starting_at(now),
+        (Some(now), _) => clock::Clock::frozen_at(now),
+        (None, _) => clock::Clock::system(),
     };
     let config = args
         .config
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
         Command::Ticket { command } => cli::ticket::ticket(&config, clock, command),
         Command::Inbound { since, json } => cli::logs::inbound(&config, since, json),
         Command::Outbox { status, json } => cli::logs::outbox(&config, status.as_deref(), json),
+        Command::Sla { json } => cli::sla::sla(&config, clock, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

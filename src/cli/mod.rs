@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod ingest;
 pub mod logs;
 pub mod run;
+pub mod sla;
 pub mod ticket;
 
 use std::path::Path;

@@ -82,7 +82,12 @@ pub fn ticket(config: &Path, clock: Clock, command: TicketCommand) -> Result<u8,
                 queue,
                 customer,
             };
-            let tickets = store.list_tickets(&filter)?;
+            let mut tickets = store.list_tickets(&filter)?;
+            // The SLA state is always the state now, not when last written.
+            let now = clock.now();
+            for t in &mut tickets {
+                t.sla_state = crate::intake::sla_state(&desk.config, t, now).code().into();
+            }
             if json {
                 print_json(&tickets.iter().map(json::ticket).collect())?;
             } else {
@@ -118,12 +123,15 @@ pub fn ticket(config: &Path, clock: Clock, command: TicketCommand) -> Result<u8,
             Ok(0)
         }
         TicketCommand::Show { id, json } => {
-            let Some(t) = store.ticket(id)? else {
+            let Some(mut t) = store.ticket(id)? else {
                 return Err(Failure {
                     code: 1,
                     error: anyhow::anyhow!("ticket {id} does not exist"),
                 });
             };
+            t.sla_state = crate::intake::sla_state(&desk.config, &t, clock.now())
+                .code()
+                .into();
             let messages = store.messages(id)?;
             let events = store.events(id)?;
             if json {
@@ -197,7 +205,9 @@ fn update(
             error: anyhow::anyhow!("ticket {id} does not exist"),
         });
     };
+    let before = row.status.clone();
     apply_plan(&tx, &mut row, &plan, by, at)?;
+    crate::intake::settle_sla(&desk.config, &mut row, Some(&before), at);
     row.updated_at = at;
     tx.update_ticket(&row)?;
     let mailbox = desk

@@ -5,7 +5,7 @@
 use rusqlite_migration::{M, Migrations};
 
 pub fn all() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }
 
 /// 1: tickets, messages, participants, attachments, events, inbound log,
@@ -180,4 +180,22 @@ const V2: &str = r#"
 ALTER TABLE tickets ADD COLUMN dedup_subject TEXT NOT NULL DEFAULT '';
 ALTER TABLE tickets ADD COLUMN dedup_body TEXT NOT NULL DEFAULT '';
 CREATE INDEX tickets_customer ON tickets(customer, created_at);
+"#;
+
+/// 3: IMAP sources. `mailbox_state` remembers which folder its UIDVALIDITY
+/// and last UID belong to, and up to which UID a folder whose UIDVALIDITY
+/// changed is being rescanned (mail below it may have been taken in before
+/// under its old UID). The index finds such re-read mail by Message-ID.
+const V3: &str = r#"
+ALTER TABLE mailbox_state ADD COLUMN folder TEXT;
+ALTER TABLE mailbox_state ADD COLUMN rescan_below INTEGER;
+CREATE INDEX inbound_mailbox_message_id ON inbound(mailbox, message_id);
+"#;
+
+/// 4: the resolution clock's pause while a ticket waits on the customer, and
+/// the index the SLA listing uses.
+const V4: &str = r#"
+ALTER TABLE tickets ADD COLUMN waiting_since INTEGER;
+ALTER TABLE tickets ADD COLUMN paused_seconds INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tickets_resolution_due ON tickets(status, resolution_due);
 "#;

@@ -135,9 +135,14 @@ pub struct TicketRow {
     pub closed_at: Option<i64>,
     pub sla_state: String,
     pub escalation_level: i64,
+    pub sla_policy: Option<String>,
+    /// When the ticket entered `waiting` (the resolution clock is paused).
+    pub waiting_since: Option<i64>,
+    /// Working seconds spent waiting so far.
+    pub paused_seconds: i64,
 }
 
-const TICKET_COLUMNS: &str = "id, subject, status, priority, type, categories, queue, mailbox, requester, customer, assignee, duplicate_of, continues, created_at, updated_at, last_update_at, first_response_due, first_response_at, resolution_due, resolved_at, resolved_by, closed_at, sla_state, escalation_level";
+const TICKET_COLUMNS: &str = "id, subject, status, priority, type, categories, queue, mailbox, requester, customer, assignee, duplicate_of, continues, created_at, updated_at, last_update_at, first_response_due, first_response_at, resolution_due, resolved_at, resolved_by, closed_at, sla_state, escalation_level, sla_policy, waiting_since, paused_seconds";
 
 fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
     let categories: String = r.get(5)?;
@@ -167,6 +172,9 @@ fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
         closed_at: r.get(21)?,
         sla_state: r.get(22)?,
         escalation_level: r.get(23)?,
+        sla_policy: r.get(24)?,
+        waiting_since: r.get(25)?,
+        paused_seconds: r.get(26)?,
     })
 }
 
@@ -322,12 +330,13 @@ impl Tx<'_> {
     }
 
     pub fn insert_ticket(&self, t: &TicketRow) -> Result<()> {
-        self.tx.prepare_cached(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"))?
+        self.tx.prepare_cached(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"))?
             .execute(params![
                 t.id, t.subject, t.status, t.priority, t.ticket_type, json_list(&t.categories), t.queue, t.mailbox,
                 t.requester, t.customer, t.assignee, t.duplicate_of, t.continues, t.created_at, t.updated_at,
                 t.last_update_at, t.first_response_due, t.first_response_at, t.resolution_due, t.resolved_at,
-                t.resolved_by, t.closed_at, t.sla_state, t.escalation_level
+                t.resolved_by, t.closed_at, t.sla_state, t.escalation_level, t.sla_policy, t.waiting_since,
+                t.paused_seconds
             ])?;
         for p in &t.participants {
             self.add_participant(t.id, p)?;
@@ -337,11 +346,12 @@ impl Tx<'_> {
 
     /// Writes back the mutable fields of a ticket.
     pub fn update_ticket(&self, t: &TicketRow) -> Result<()> {
-        self.tx.prepare_cached("UPDATE tickets SET subject = ?2, status = ?3, priority = ?4, type = ?5, categories = ?6, queue = ?7, customer = ?8, assignee = ?9, duplicate_of = ?10, updated_at = ?11, last_update_at = ?12, first_response_due = ?13, first_response_at = ?14, resolution_due = ?15, resolved_at = ?16, resolved_by = ?17, closed_at = ?18, sla_state = ?19, escalation_level = ?20 WHERE id = ?1")?
+        self.tx.prepare_cached("UPDATE tickets SET subject = ?2, status = ?3, priority = ?4, type = ?5, categories = ?6, queue = ?7, customer = ?8, assignee = ?9, duplicate_of = ?10, updated_at = ?11, last_update_at = ?12, first_response_due = ?13, first_response_at = ?14, resolution_due = ?15, resolved_at = ?16, resolved_by = ?17, closed_at = ?18, sla_state = ?19, escalation_level = ?20, sla_policy = ?21, waiting_since = ?22, paused_seconds = ?23 WHERE id = ?1")?
             .execute(params![
                 t.id, t.subject, t.status, t.priority, t.ticket_type, json_list(&t.categories), t.queue, t.customer,
                 t.assignee, t.duplicate_of, t.updated_at, t.last_update_at, t.first_response_due, t.first_response_at,
-                t.resolution_due, t.resolved_at, t.resolved_by, t.closed_at, t.sla_state, t.escalation_level
+                t.resolution_due, t.resolved_at, t.resolved_by, t.closed_at, t.sla_state, t.escalation_level,
+                t.sla_policy, t.waiting_since, t.paused_seconds
             ])?;
         Ok(())
     }

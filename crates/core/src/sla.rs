@@ -6,7 +6,7 @@
 //!
 //! Pure: the clock and the ticket's facts are arguments.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::calendar::{self, add_working_seconds, working_seconds_between};
 use crate::config::{Calendar, Config, SlaPolicy};
