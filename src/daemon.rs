@@ -4,23 +4,34 @@
 //! message in hand and stops; nothing is left half-done because every step
 //! is one transaction. `--once` runs one full pass of each and returns.
 //!
+//! A Maildir mailbox is drained every `poll_interval`. An IMAP mailbox keeps
+//! one connection: drain, then wait (IDLE or poll), drain again; after any
+//! error it reconnects with exponential backoff and jitter (from 1 s; from
+//! 60 s when the account or config needs attention, e.g. a refused
+//! password; at most 5 min), resuming from the UIDVALIDITY and last UID kept
+//! in the store after every acknowledged batch.
+//!
 //! A failure in one mailbox is logged and retried with backoff; it never
-//! stops another mailbox or the outbox.
+//! stops another mailbox or the outbox. Intake wakes the outbox task as soon
+//! as it queued mail.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use postdesk_core::config::{Mailbox, MailboxSource};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio_rustls::rustls::ClientConfig;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::delivery::deliver_due;
 use crate::desk::Desk;
-use crate::intake::take_in_batch;
-use crate::source::Source;
+use crate::intake::{Taken, take_in_batch};
+use crate::source::imap::{self, ImapError, ImapSource, Settings, Wake};
 use crate::source::maildir::Maildir;
+use crate::source::{Incoming, Source, SourceError};
 use crate::store::Store;
 use crate::transport::Configured;
 
@@ -29,6 +40,8 @@ const BATCH: usize = 256;
 
 pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()> {
     let (stop_tx, stop) = watch::channel(false);
+    // Intake tells the outbox task that mail is waiting.
+    let queued = Arc::new(Notify::new());
     let transport =
         Arc::new(Configured::from_desk(&desk).context("setting up the outgoing transport")?);
     // Create and migrate the database before the tasks open their own
@@ -36,7 +49,7 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
     Store::open(&desk.database_path())?;
     if once {
         for mailbox in &desk.config.mailboxes {
-            drain_mailbox(&desk, mailbox, clock, &stop).await?;
+            drain_mailbox(&desk, mailbox, clock, &stop, &queued).await?;
         }
         let mut store = Store::open(&desk.database_path())?;
         let delivered = deliver_due(&mut store, transport.as_ref(), || clock.now()).await?;
@@ -51,14 +64,23 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
 
     let mut tasks = tokio::task::JoinSet::new();
     for mailbox in desk.config.mailboxes.clone() {
-        let (desk, stop) = (desk.clone(), stop.clone());
+        let (desk, stop, queued) = (desk.clone(), stop.clone(), queued.clone());
         let span = info_span!("mailbox", mailbox = %mailbox.name);
-        tasks.spawn(async move { mailbox_loop(desk, mailbox, clock, stop).await }.instrument(span));
+        match Settings::of(&mailbox) {
+            Some(settings) => tasks.spawn(
+                async move { imap_loop(desk, mailbox, settings, clock, stop, queued).await }
+                    .instrument(span),
+            ),
+            None => tasks.spawn(
+                async move { mailbox_loop(desk, mailbox, clock, stop, queued).await }
+                    .instrument(span),
+            ),
+        };
     }
     {
         let (desk, stop) = (desk.clone(), stop.clone());
         tasks.spawn(
-            async move { outbox_loop(desk, transport, clock, stop).await }
+            async move { outbox_loop(desk, transport, clock, stop, queued).await }
                 .instrument(info_span!("outbox")),
         );
     }
@@ -109,11 +131,12 @@ async fn mailbox_loop(
     mailbox: Mailbox,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
+    queued: Arc<Notify>,
 ) {
     let interval = Duration::from_secs(mailbox.poll_interval_secs.max(1) as u64);
     let mut failures = 0u32;
     loop {
-        match drain_mailbox(&desk, &mailbox, clock, &stop).await {
+        match drain_mailbox(&desk, &mailbox, clock, &stop, &queued).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -139,12 +162,27 @@ async fn drain_mailbox(
     mailbox: &Mailbox,
     clock: Clock,
     stop: &watch::Receiver<bool>,
+    queued: &Notify,
 ) -> anyhow::Result<()> {
-    let MailboxSource::Maildir { path } = &mailbox.source else {
-        anyhow::bail!(
-            "mailbox `{}`: the imap source is not available in this build yet",
-            mailbox.name
-        );
+    let path = match &mailbox.source {
+        MailboxSource::Maildir { path } => path,
+        MailboxSource::Imap { .. } => {
+            let Some(settings) = Settings::of(mailbox) else {
+                anyhow::bail!("mailbox `{}` is not an IMAP mailbox", mailbox.name);
+            };
+            let tls = imap::tls_config()?;
+            let mut stop = stop.clone();
+            let mut backoff = Backoff::default();
+            let mut imap = Imap {
+                desk,
+                mailbox,
+                settings: &settings,
+                tls: &tls,
+                clock,
+                queued,
+            };
+            return imap.session(&mut stop, &mut backoff, true).await;
+        }
     };
     let mut source = Maildir::open(&desk.resolve(path))?;
     let mut store = Store::open(&desk.database_path())?;
@@ -158,24 +196,19 @@ async fn drain_mailbox(
         if batch.is_empty() {
             break;
         }
-        let items: Vec<(&str, &[u8])> = batch
-            .iter()
-            .map(|m| (m.source_ref.as_str(), m.raw.as_slice()))
-            .collect();
-        let outcomes = tokio::task::block_in_place(|| {
-            take_in_batch(&mut store, desk, mailbox, &items, clock.now())
-        })
-        .with_context(|| format!("taking in {}", batch[0].location.display()))?;
-        // Only what was committed is acknowledged; the rest is read again next pass.
-        for message in &batch[..outcomes.len()] {
-            source.acknowledge(message).await?;
-        }
-        taken += outcomes.len();
-        if outcomes.len() < batch.len() {
-            anyhow::bail!(
-                "{} message(s) left for the next pass",
-                batch.len() - outcomes.len()
-            );
+        let done = take_in_and_acknowledge(
+            &mut source,
+            &mut store,
+            desk,
+            mailbox,
+            clock,
+            &batch,
+            queued,
+        )
+        .await?;
+        taken += done;
+        if done < batch.len() {
+            anyhow::bail!("{} message(s) left for the next pass", batch.len() - done);
         }
     }
     {
@@ -190,11 +223,256 @@ async fn drain_mailbox(
     Ok(())
 }
 
+/// Takes in one batch read from a source (one commit), then tells the
+/// source about exactly the leading messages that are done; returns how
+/// many. Mail a rescan may have read before (`may_be_reread`) that the
+/// inbound log already holds for this mailbox (same Message-ID, or the same
+/// bytes) is only acknowledged: no second inbound row, nothing processed.
+async fn take_in_and_acknowledge(
+    source: &mut impl Source,
+    store: &mut Store,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    clock: Clock,
+    batch: &[Incoming],
+    queued: &Notify,
+) -> anyhow::Result<usize> {
+    let mut reread = vec![false; batch.len()];
+    for (i, message) in batch.iter().enumerate() {
+        if !message.may_be_reread {
+            continue;
+        }
+        let reading = postdesk_core::intake::read(&message.raw, &desk.config);
+        let message_id = reading.mail().and_then(|m| m.message_id.clone());
+        reread[i] = store.taken_in_before(&mailbox.name, message_id.as_deref(), &message.raw)?;
+        if reread[i] {
+            info!(
+                source_ref = %message.source_ref,
+                message_id = message_id.as_deref().unwrap_or(""),
+                "taken in before under an earlier UIDVALIDITY: only acknowledged"
+            );
+        }
+    }
+    let items: Vec<(&str, &[u8])> = batch
+        .iter()
+        .zip(&reread)
+        .filter(|(_, reread)| !**reread)
+        .map(|(m, _)| (m.source_ref.as_str(), m.raw.as_slice()))
+        .collect();
+    let outcomes = match items.first() {
+        None => Vec::new(),
+        Some(first) => {
+            tokio::task::block_in_place(|| take_in_batch(store, desk, mailbox, &items, clock.now()))
+                .with_context(|| format!("taking in {} of mailbox `{}`", first.0, mailbox.name))?
+        }
+    };
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, Taken::Processed { .. }))
+    {
+        queued.notify_one();
+    }
+    // Only what was committed (or read before) is acknowledged; the rest is
+    // read again next pass.
+    let mut committed = outcomes.len();
+    let mut done = 0;
+    for reread in reread {
+        if !reread {
+            if committed == 0 {
+                break;
+            }
+            committed -= 1;
+        }
+        done += 1;
+    }
+    source.acknowledge_all(&batch[..done]).await?;
+    Ok(done)
+}
+
+/// Reconnect delays: exponential from 1 s (from 60 s for faults that need
+/// attention, such as a refused password), at most 5 min, with jitter so
+/// that many mailboxes of one server do not reconnect in step.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    const CAP_SECS: u64 = 300;
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    fn next(&mut self, slow: bool) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let base: u64 = if slow { 60 } else { 1 };
+        let ceiling = (base << (self.failures - 1).min(10)).min(Self::CAP_SECS) as f64;
+        // "Equal jitter": half of the delay fixed, half random.
+        let random = std::collections::hash_map::RandomState::new().hash_one(self.failures);
+        let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+        Duration::from_secs_f64(ceiling * (0.5 + 0.5 * unit))
+    }
+}
+
+/// True when the error (or what caused it) is an IMAP fault of the account
+/// or the configuration rather than of the network.
+fn needs_attention(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<ImapError>()
+            .is_some_and(ImapError::needs_attention)
+            || matches!(cause.downcast_ref::<SourceError>(), Some(SourceError::Imap(e)) if e.needs_attention())
+    })
+}
+
+/// One IMAP mailbox's task: sessions, and reconnects after any error.
+async fn imap_loop(
+    desk: Arc<Desk>,
+    mailbox: Mailbox,
+    settings: Settings,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+    queued: Arc<Notify>,
+) {
+    let mut backoff = Backoff::default();
+    let mut tls: Option<Arc<ClientConfig>> = None;
+    loop {
+        let result = match &tls {
+            Some(tls) => Ok(tls.clone()),
+            None => imap::tls_config().map_err(anyhow::Error::from),
+        };
+        let result = match result {
+            Ok(config) => {
+                tls = Some(config.clone());
+                let mut imap = Imap {
+                    desk: &desk,
+                    mailbox: &mailbox,
+                    settings: &settings,
+                    tls: &config,
+                    clock,
+                    queued: &queued,
+                };
+                imap.session(&mut stop, &mut backoff, false).await
+            }
+            Err(e) => Err(e),
+        };
+        let e = match result {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        let attention = needs_attention(&e);
+        let wait = backoff.next(attention);
+        let message = format!("{e:#}");
+        let retry_in_s = wait.as_secs_f64().round() as u64;
+        if attention {
+            error!(error = %message, retry_in_s, "IMAP mailbox needs attention; retrying slowly");
+        } else {
+            warn!(error = %message, retry_in_s, "IMAP mailbox failed; reconnecting");
+        }
+        // The error is kept for the operator (`/healthz`), best effort.
+        let now = clock.now().timestamp();
+        let _ = Store::open(&desk.database_path()).and_then(|mut store| {
+            let tx = store.begin()?;
+            tx.record_poll(&mailbox.name, now, Some(&message))?;
+            tx.commit()
+        });
+        if pause(&mut stop, wait).await {
+            return;
+        }
+    }
+}
+
+/// What an IMAP session needs from the daemon.
+struct Imap<'a> {
+    desk: &'a Desk,
+    mailbox: &'a Mailbox,
+    settings: &'a Settings,
+    tls: &'a Arc<ClientConfig>,
+    clock: Clock,
+    queued: &'a Notify,
+}
+
+impl Imap<'_> {
+    /// Connects and serves the mailbox until stopped (or, with `once`,
+    /// until it is drained); returns Ok only then.
+    async fn session(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut Backoff,
+        once: bool,
+    ) -> anyhow::Result<()> {
+        let (desk, mailbox, clock) = (self.desk, self.mailbox, self.clock);
+        let mut store = Store::open(&desk.database_path())?;
+        let stored = store.imap_state(&mailbox.name)?;
+        let password = desk.mailbox_password(&mailbox.name).unwrap_or_default();
+        let mut source = ImapSource::connect(self.settings, password, self.tls, &stored).await?;
+        save_state(&mut store, mailbox, &source)?;
+        let interval = Duration::from_secs(mailbox.poll_interval_secs.max(1) as u64);
+        loop {
+            let started = Instant::now();
+            let mut taken = 0usize;
+            while !*stop.borrow() {
+                let batch = source.fetch_batch(BATCH).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                let done = take_in_and_acknowledge(
+                    &mut source,
+                    &mut store,
+                    desk,
+                    mailbox,
+                    clock,
+                    &batch,
+                    self.queued,
+                )
+                .await?;
+                save_state(&mut store, mailbox, &source)?;
+                taken += done;
+                if done < batch.len() {
+                    anyhow::bail!("{} message(s) left for the next pass", batch.len() - done);
+                }
+            }
+            {
+                let tx = store.begin()?;
+                tx.set_imap_state(&mailbox.name, &source.state())?;
+                tx.record_poll(&mailbox.name, clock.now().timestamp(), None)?;
+                tx.commit()?;
+            }
+            backoff.reset();
+            if taken > 0 {
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                info!(mailbox = %mailbox.name, taken, elapsed_ms, "mailbox drained");
+            }
+            if once || *stop.borrow() {
+                source.logout().await;
+                return Ok(());
+            }
+            match source.wait(interval, stop).await? {
+                Wake::Stop => {
+                    source.logout().await;
+                    return Ok(());
+                }
+                Wake::Changed | Wake::Interval => {}
+            }
+        }
+    }
+}
+
+/// Persists where the IMAP mailbox resumes (after every acknowledged batch).
+fn save_state(store: &mut Store, mailbox: &Mailbox, source: &ImapSource) -> anyhow::Result<()> {
+    let tx = store.begin()?;
+    tx.set_imap_state(&mailbox.name, &source.state())?;
+    tx.commit()?;
+    Ok(())
+}
+
 async fn outbox_loop(
     desk: Arc<Desk>,
     transport: Arc<Configured>,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
+    queued: Arc<Notify>,
 ) {
     // The daemon never dies of a lost database either: back off and retry.
     let mut wait = Duration::from_secs(1);
@@ -221,9 +499,15 @@ async fn outbox_loop(
             Ok(_) => {}
             Err(e) => warn!(error = %e, "outbox pass failed; will retry"),
         }
-        // New mail is queued by intake at any moment; look again soon.
-        if pause(&mut stop, Duration::from_secs(1)).await {
+        // New mail is queued by intake at any moment: look again when told
+        // so, and every second anyway (retries fall due, `ingest` queues).
+        if *stop.borrow() {
             return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = queued.notified() => {}
+            _ = stop.changed() => return,
         }
     }
 }

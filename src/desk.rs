@@ -120,4 +120,12 @@ impl Desk {
     pub fn smtp_password(&self) -> Option<&str> {
         self.secrets.get("smtp").map(String::as_str)
     }
+
+    /// The resolved password of an IMAP mailbox (`password`, `password_env`
+    /// or `password_file`).
+    pub fn mailbox_password(&self, mailbox: &str) -> Option<&str> {
+        self.secrets
+            .get(&format!("mailbox:{mailbox}"))
+            .map(String::as_str)
+    }
 }

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use super::{Incoming, Source, SourceError};
+use super::{Incoming, Location, Source, SourceError};
 
 pub struct Maildir {
     root: PathBuf,
@@ -84,15 +84,18 @@ impl Source for Maildir {
             batch.push(Incoming {
                 source_ref: unique(&name).to_string(),
                 raw,
-                location: path,
+                location: Location::File(path),
+                may_be_reread: false,
             });
         }
         Ok(batch)
     }
 
     async fn acknowledge(&mut self, message: &Incoming) -> Result<(), SourceError> {
-        let name = message
-            .location
+        let Location::File(location) = &message.location else {
+            return Ok(());
+        };
+        let name = location
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -108,12 +111,12 @@ impl Source for Maildir {
             unique(&name),
             flags.into_iter().collect::<String>()
         ));
-        match std::fs::rename(&message.location, &target) {
+        match std::fs::rename(location, &target) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && target.exists() => Ok(()),
             Err(e) => Err(io(format!(
                 "rename {} to {}",
-                message.location.display(),
+                location.display(),
                 target.display()
             ))(e)),
         }

@@ -7,6 +7,7 @@
 //!
 //! [`DeskView`]: postdesk_core::view::DeskView
 
+pub mod mailbox_state;
 mod migrations;
 mod view;
 
