@@ -33,6 +33,7 @@ use crate::source::imap::{self, ImapError, ImapSource, Settings, Wake};
 use crate::source::maildir::Maildir;
 use crate::source::{Incoming, Source, SourceError};
 use crate::store::Store;
+use crate::timers::run_timers;
 use crate::transport::Configured;
 
 /// Messages fetched from a source and committed together (group commit).
@@ -52,6 +53,10 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
             drain_mailbox(&desk, mailbox, clock, &stop, &queued).await?;
         }
         let mut store = Store::open(&desk.database_path())?;
+        let fired = tokio::task::block_in_place(|| run_timers(&mut store, &desk, clock.now()))?;
+        if fired > 0 {
+            info!(fired, "timer pass done");
+        }
         let delivered = deliver_due(&mut store, transport.as_ref(), || clock.now()).await?;
         info!(
             sent = delivered.sent,
@@ -76,6 +81,12 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
                     .instrument(span),
             ),
         };
+    }
+    {
+        let (desk, stop) = (desk.clone(), stop.clone());
+        tasks.spawn(
+            async move { timer_loop(desk, clock, stop).await }.instrument(info_span!("timers")),
+        );
     }
     {
         let (desk, stop) = (desk.clone(), stop.clone());
@@ -465,6 +476,27 @@ fn save_state(store: &mut Store, mailbox: &Mailbox, source: &ImapSource) -> anyh
     tx.set_imap_state(&mailbox.name, &source.state())?;
     tx.commit()?;
     Ok(())
+}
+
+/// Fires due timers. Every firing is keyed in the store, so a pass is
+/// idempotent; passes run every 30 s (the working-time maths makes "the next
+/// due instant" a computation over every open ticket, which costs more than
+/// an indexed pass).
+async fn timer_loop(desk: Arc<Desk>, clock: Clock, mut stop: watch::Receiver<bool>) {
+    loop {
+        let result = tokio::task::block_in_place(|| {
+            Store::open(&desk.database_path())
+                .and_then(|mut store| run_timers(&mut store, &desk, clock.now()))
+        });
+        match result {
+            Ok(0) => {}
+            Ok(fired) => info!(fired, "timer pass"),
+            Err(e) => warn!(error = %e, "timer pass failed; will retry"),
+        }
+        if pause(&mut stop, Duration::from_secs(30)).await {
+            return;
+        }
+    }
 }
 
 async fn outbox_loop(

@@ -587,6 +587,15 @@ pub fn settle_sla(config: &Config, row: &mut TicketRow, previous_status: Option<
         }
     }
     row.sla_state = sla_state(config, row, to_time(at)).code().to_string();
+    // A support-side update (this change set last_update_at) ends the silence.
+    if row.last_update_at == Some(at) {
+        row.escalation_level = 0;
+    }
+}
+
+/// Agents to tell about a stored ticket: its assignee, else its queue's agents.
+pub fn notify_agents_of(config: &Config, row: &TicketRow) -> Vec<String> {
+    postdesk_core::intake::notify_agents(row.assignee.as_deref(), &row.queue, config)
 }
 
 /// The `[[sla]]` policy that applies to a stored ticket now.

@@ -14,6 +14,7 @@ mod source;
 mod store;
 mod telemetry;
 mod templates;
+mod timers;
 mod transport;
 
 use std::path::PathBuf;

@@ -357,6 +357,15 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records a timer firing; false when this key already fired.
+    pub fn timer_fire(&self, key: &str, at: i64) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO timers (key, fired_at) VALUES (?1, ?2)")?
+            .execute(params![key, at])?
+            == 1)
+    }
+
     /// What duplicate detection compares later mail with.
     pub fn set_fingerprint(&self, ticket: i64, subject: &str, body: &str) -> Result<()> {
         self.tx
@@ -533,6 +542,13 @@ impl Store {
             t.participants = participants(&self.conn, t.id)?;
         }
         Ok(tickets)
+    }
+
+    /// Tickets timers look at (active and resolved), by the status index.
+    pub fn timer_tickets(&self) -> Result<Vec<TicketRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE status IN ('new', 'open', 'waiting', 'resolved')"))?;
+        let rows = stmt.query_map([], ticket_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn messages(&self, ticket: i64) -> Result<Vec<MessageRow>> {

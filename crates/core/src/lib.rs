@@ -18,6 +18,7 @@ pub mod sla;
 pub mod subject;
 pub mod text;
 pub mod ticket;
+pub mod timers;
 pub mod units;
 pub mod view;
 pub mod workflow;
