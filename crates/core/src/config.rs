@@ -1056,6 +1056,18 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
                     Security::Tls => 993,
                     Security::Starttls | Security::None => 143,
                 });
+                // Mail moved into the folder it is read from would come back
+                // under a new UID, for ever.
+                if let AfterProcessing::Move(target) = &m.after_processing {
+                    let same = if m.folder.eq_ignore_ascii_case("INBOX") {
+                        target.eq_ignore_ascii_case("INBOX")
+                    } else {
+                        *target == m.folder
+                    };
+                    if same {
+                        problems.push(at.problem(span.clone(), key("after_processing"), format!("`move:{target}` moves mail into the folder it is read from (`{}`); name another folder", m.folder)));
+                    }
+                }
                 MailboxSource::Imap {
                     host,
                     port,
@@ -1395,6 +1407,22 @@ dir = "var/outbox"
             err.problems.iter().any(|p| p.key.contains("security")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn imap_move_into_the_folder_read_from_is_refused() {
+        for (folder, after) in [("INBOX", "move:inbox"), ("Soporte", "move:Soporte")] {
+            let text = format!(
+                "{MINIMAL}\n[[mailboxes]]\nname = \"x\"\naddress = \"x@example.com\"\nsource = \"imap\"\nhost = \"mail.example.com\"\nusername = \"x\"\npassword_env = \"X\"\nfolder = \"{folder}\"\nafter_processing = \"{after}\"\n"
+            );
+            let err = Config::parse(&text, "t.toml").unwrap_err();
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.key.contains("after_processing")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
