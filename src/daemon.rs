@@ -50,7 +50,9 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
     Store::open(&desk.database_path())?;
     if once {
         for mailbox in &desk.config.mailboxes {
-            drain_mailbox(&desk, mailbox, clock, &stop, &queued).await?;
+            drain_mailbox(&desk, mailbox, clock, &stop, &queued)
+                .instrument(info_span!("mailbox", mailbox = %mailbox.name))
+                .await?;
         }
         let mut store = Store::open(&desk.database_path())?;
         let fired = tokio::task::block_in_place(|| run_timers(&mut store, &desk, clock.now()))?;
@@ -124,6 +126,11 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Returns once the stop signal is given (at once if it was).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// Sleeps `duration` unless the stop signal comes first; true when stopping.
@@ -417,7 +424,12 @@ impl Imap<'_> {
         let mut store = Store::open(&desk.database_path())?;
         let stored = store.imap_state(&mailbox.name)?;
         let password = desk.mailbox_password(&mailbox.name).unwrap_or_default();
-        let mut source = ImapSource::connect(self.settings, password, self.tls, &stored).await?;
+        // Connecting may take a while (timeouts of 30-60 s): a stop wins.
+        let connect = ImapSource::connect(self.settings, password, self.tls, &stored);
+        let mut source = tokio::select! {
+            source = connect => source?,
+            _ = stopped(stop) => return Ok(()),
+        };
         save_state(&mut store, mailbox, &source)?;
         let interval = Duration::from_secs(mailbox.poll_interval_secs.max(1) as u64);
         loop {

@@ -104,15 +104,27 @@ impl ImapError {
     /// file) rather than of the network: worth retrying only slowly, and
     /// worth an operator's attention.
     pub fn needs_attention(&self) -> bool {
-        matches!(
-            self,
+        match self {
             ImapError::Auth { .. }
-                | ImapError::LoginDisabled
-                | ImapError::Folder { .. }
-                | ImapError::ExtraCa { .. }
-                | ImapError::ServerName { .. }
-                | ImapError::TlsSetup(_)
-        )
+            | ImapError::LoginDisabled
+            | ImapError::Folder { .. }
+            | ImapError::ExtraCa { .. }
+            | ImapError::ServerName { .. }
+            | ImapError::TlsSetup(_) => true,
+            // A certificate we do not trust will not fix itself.
+            ImapError::Tls { source, .. } => source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::NoCertificatesPresented
+                    )
+                }),
+            ImapError::Refused { what, .. } => what == "STARTTLS",
+            _ => false,
+        }
     }
 }
 
@@ -503,7 +515,7 @@ where
         async_imap::error::Error::No(detail) if !detail.contains("Unavailable") => {
             ImapError::Auth {
                 user: user.into(),
-                detail,
+                detail: server_text(&detail),
             }
         }
         async_imap::error::Error::Validate(v) => ImapError::Auth {
@@ -528,6 +540,24 @@ where
         }
     };
     within("logging in", COMMAND_TIMEOUT, login).await?
+}
+
+/// The server's words in async-imap's `code: Some(X), info: Some("text")`:
+/// `text [X]`.
+fn server_text(detail: &str) -> String {
+    let info = detail
+        .split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map(|(text, _)| text.to_string());
+    let code = detail
+        .split_once("code: Some(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(code, _)| code.to_string());
+    match (info, code) {
+        (Some(info), Some(code)) => format!("{info} [{code}]"),
+        (Some(info), None) => info,
+        _ => detail.to_string(),
+    }
 }
 
 /// Compresses sorted UIDs into an IMAP set: `1:3,5,7:9`.
@@ -1117,6 +1147,21 @@ mod tests {
             ..stored.clone()
         };
         assert_eq!(resume_point(&rescanning, "INBOX", 7, Some(50)), rescanning);
+    }
+
+    #[test]
+    fn server_words_are_kept_plain() {
+        assert_eq!(
+            server_text(
+                r#"code: Some(AuthenticationFailed), info: Some("Authentication failed.")"#
+            ),
+            "Authentication failed. [AuthenticationFailed]"
+        );
+        assert_eq!(
+            server_text(r#"code: None, info: Some("Bad password")"#),
+            "Bad password"
+        );
+        assert_eq!(server_text("odd"), "odd");
     }
 
     #[test]
