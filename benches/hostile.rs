@@ -28,7 +28,10 @@ fn run(name: &str, raw: &str, limit: &str) {
     let file = dir.path().join("m.eml");
     std::fs::write(&file, raw).expect("write");
     let started = Instant::now();
-    #[expect(clippy::zombie_processes, reason = "reaped by wait4 below, which also gives its rusage")]
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also gives its rusage"
+    )]
     let child = Command::new(BIN)
         .arg("--config")
         .arg(dir.path().join("postdesk.toml"))
