@@ -56,6 +56,8 @@ pub const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
 /// A fetch batch stops growing at this many bytes (one bigger message still
 /// comes alone), so memory stays bounded whatever the backlog.
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// The slowest transfer (bytes/s) a message body is given time for.
+const MIN_RATE: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
@@ -400,6 +402,7 @@ async fn command<T>(
     tags: &mut u32,
     what: &str,
     cmd: &str,
+    limit: Duration,
     mut each: impl FnMut(&Response<'_>),
 ) -> Result<(), ImapError>
 where
@@ -409,7 +412,7 @@ where
     let tag = format!("pd{tags}");
     send(conn, what, &format!("{tag} {cmd}")).await?;
     loop {
-        let response = within(what, COMMAND_TIMEOUT, conn.read_response())
+        let response = within(what, limit, conn.read_response())
             .await?
             .map_err(io_error(what))?
             .ok_or_else(|| ImapError::Closed {
@@ -492,11 +495,18 @@ where
     T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
     let mut caps = Caps::default();
-    command(client, tags, "CAPABILITY", "CAPABILITY", |r| {
-        if let Response::Capabilities(list) = r {
-            caps = Caps::from_proto(list);
-        }
-    })
+    command(
+        client,
+        tags,
+        "CAPABILITY",
+        "CAPABILITY",
+        COMMAND_TIMEOUT,
+        |r| {
+            if let Response::Capabilities(list) = r {
+                caps = Caps::from_proto(list);
+            }
+        },
+    )
     .await?;
     Ok(caps)
 }
@@ -673,7 +683,15 @@ impl ImapSource {
             Security::Starttls => {
                 let mut client = Client::new(Stream::Plain(tcp));
                 greeting(&mut client).await?;
-                command(&mut client, &mut tags, "STARTTLS", "STARTTLS", |_| {}).await?;
+                command(
+                    &mut client,
+                    &mut tags,
+                    "STARTTLS",
+                    "STARTTLS",
+                    COMMAND_TIMEOUT,
+                    |_| {},
+                )
+                .await?;
                 // Anything the server sent after its OK is dropped with the
                 // plain connection's buffer (no injected responses).
                 let Stream::Plain(tcp) = client.into_inner() else {
@@ -780,9 +798,20 @@ impl ImapSource {
         cmd: &str,
         each: impl FnMut(&Response<'_>),
     ) -> Result<(), ImapError> {
+        self.run_within(what, cmd, COMMAND_TIMEOUT, each).await
+    }
+
+    /// [`run`](Self::run), allowing `limit` for each response.
+    async fn run_within(
+        &mut self,
+        what: &str,
+        cmd: &str,
+        limit: Duration,
+        each: impl FnMut(&Response<'_>),
+    ) -> Result<(), ImapError> {
         let mut tags = self.tags;
         let session = self.session()?;
-        let result = command(session, &mut tags, what, cmd, each).await;
+        let result = command(session, &mut tags, what, cmd, limit, each).await;
         self.tags = tags;
         // Untagged EXISTS/EXPUNGE/FETCH land in a bounded channel; they are
         // of no use here (the next listing asks the server again).
@@ -861,12 +890,14 @@ impl ImapSource {
         }
         let mut uids = Vec::new();
         let mut bytes = 0u64;
+        let mut largest = 0u64;
         while let Some(&(uid, size)) = self.pending.front() {
             if uids.len() >= max.max(1) || (!uids.is_empty() && bytes + size > BATCH_BYTES) {
                 break;
             }
             uids.push(uid);
             bytes += size;
+            largest = largest.max(size);
             self.pending.pop_front();
         }
         let Some(&last) = uids.last() else {
@@ -874,7 +905,10 @@ impl ImapSource {
         };
         let mut bodies: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         let query = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(&uids));
-        self.run("fetching mail", &query, |r| {
+        // One response carries a whole message: a big one on a slow link
+        // gets time for it (at least 64 KiB/s).
+        let limit = COMMAND_TIMEOUT + Duration::from_secs(largest / MIN_RATE);
+        self.run_within("fetching mail", &query, limit, |r| {
             if let Response::Fetch(_, attributes) = r {
                 let mut uid = None;
                 let mut body = None;
@@ -1285,6 +1319,7 @@ mod tests {
             &mut tags,
             "listing",
             "UID FETCH 1:* (UID RFC822.SIZE)",
+            COMMAND_TIMEOUT,
             |r| {
                 if matches!(r, Response::Fetch(..)) {
                     fetched += 1;
