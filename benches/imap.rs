@@ -71,12 +71,13 @@ fn backlog(server: &MailServer, n: usize) {
     imap.create(folder);
     let generated = Instant::now();
     let new = server.dir.join("mail/support/Maildir/.bench/new");
-    let follow_ups = generate(&new, n);
+    let (follow_ups, bytes) = generate(&new, n);
     // Dovecot indexes the new files at the next SELECT, as after delivery.
     let indexed = Instant::now();
     imap.select(folder);
     println!(
-        "backlog: {n} messages ({follow_ups} follow-ups) written in {:.2?}, indexed by Dovecot in {:.2?}",
+        "backlog: {n} messages ({follow_ups} follow-ups, {:.1} MB) written in {:.2?}, indexed by Dovecot in {:.2?}",
+        bytes as f64 / 1e6,
         generated.elapsed() - indexed.elapsed(),
         indexed.elapsed()
     );
@@ -212,8 +213,10 @@ impl Lcg {
 }
 
 /// The same mix as the Maildir intake bench, written as Dovecot's Maildir
-/// files (names sort in arrival order, so UIDs follow it).
-fn generate(new: &Path, n: usize) -> usize {
+/// files (names sort in arrival order, so UIDs follow it). Returns the
+/// number of follow-ups and of bytes.
+fn generate(new: &Path, n: usize) -> (usize, usize) {
+    let mut bytes = 0;
     let mut rng = Lcg(42);
     let mut tickets = 0u64;
     let mut requesters: Vec<String> = Vec::new();
@@ -272,10 +275,11 @@ fn generate(new: &Path, n: usize) -> usize {
             );
         }
         let path = new.join(format!("{}.M{i:06}P1.bench", 1_700_000_000 + i));
+        bytes += mail.len();
         std::fs::write(&path, mail).expect("write");
         chown_mail(&path);
     }
-    follow_ups
+    (follow_ups, bytes)
 }
 
 // ------------------------------------------------------------- latency ----
