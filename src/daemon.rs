@@ -555,3 +555,35 @@ async fn outbox_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_grows_with_jitter_and_is_capped() {
+        let secs = |d: Duration| d.as_secs_f64();
+        let mut backoff = Backoff::default();
+        let first = secs(backoff.next(false));
+        assert!((0.5..=1.0).contains(&first), "{first}");
+        let second = secs(backoff.next(false));
+        assert!((1.0..=2.0).contains(&second), "{second}");
+        for _ in 0..30 {
+            backoff.next(false);
+        }
+        let capped = secs(backoff.next(false));
+        assert!((150.0..=300.0).contains(&capped), "{capped}");
+        // A refused password starts slow.
+        backoff.reset();
+        let slow = secs(backoff.next(true));
+        assert!((30.0..=60.0).contains(&slow), "{slow}");
+        // The jitter differs between draws.
+        let draws: Vec<u64> = (0..8)
+            .map(|_| {
+                let mut b = Backoff::default();
+                b.next(false).as_micros() as u64
+            })
+            .collect();
+        assert!(draws.iter().any(|&d| d != draws[0]), "{draws:?}");
+    }
+}

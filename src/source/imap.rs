@@ -695,7 +695,7 @@ impl ImapSource {
                 // Anything the server sent after its OK is dropped with the
                 // plain connection's buffer (no injected responses).
                 let Stream::Plain(tcp) = client.into_inner() else {
-                    unreachable!("STARTTLS runs on the plain connection")
+                    return Err(ImapError::TlsSetup("STARTTLS on a TLS connection".into()));
                 };
                 (Client::new(handshake(tcp).await?), None)
             }
