@@ -484,8 +484,10 @@ fn two_mailboxes_feed_two_queues_and_a_refused_password_stops_only_its_own() {
     }
     let write_config = |ventas_password: &str| {
         let boxes = [
+            // IDLE ended and re-issued every 2 s (the poll interval).
             Mb {
                 queue: "soporte",
+                poll: "2s",
                 ..mb("soporte", "support", &n)
             },
             Mb {
@@ -532,7 +534,17 @@ fn two_mailboxes_feed_two_queues_and_a_refused_password_stops_only_its_own() {
     }
     assert_eq!(rows_of("soporte").len(), 1);
     assert_eq!(rows_of("ventas").len(), 1);
-    daemon.stop();
+    // The IDLE cycle of `soporte` goes round on the same connection: DONE,
+    // a poll (recorded), IDLE again; no reconnect.
+    let polled = mailbox_state(&desk, "soporte").4.expect("polled");
+    wait_for("two more IDLE cycles", Duration::from_secs(20), || {
+        (mailbox_state(&desk, "soporte").4 >= Some(polled + 3)).then_some(())
+    });
+    let log = daemon.stop();
+    assert!(
+        !log.contains("reconnecting") && !log.contains("ERROR"),
+        "{log}"
+    );
 
     // The sales account's password is wrong now: its task says so and
     // retries slowly; the support mailbox goes on; the daemon keeps running.
