@@ -20,6 +20,9 @@
 //! in its own directory. `cargo bench --bench imap`; POSTDESK_BENCH_MESSAGES
 //! (10000) and POSTDESK_BENCH_ROUNDS (20) override the sizes.
 
+#[path = "common/backlog.rs"]
+mod backlog;
+
 #[allow(dead_code, reason = "shared with the tests; the bench uses a part")]
 #[path = "../tests/common/mail.rs"]
 mod mail;
@@ -199,87 +202,10 @@ fn write_config(root: &Path, server: &MailServer, folder: &str, transport: Trans
     std::fs::write(root.join("postdesk.toml"), text).expect("config");
 }
 
-/// A tiny deterministic generator: no randomness crate needed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-}
-
 /// The same mix as the Maildir intake bench, written as Dovecot's Maildir
-/// files (names sort in arrival order, so UIDs follow it). Returns the
-/// number of follow-ups and of bytes.
+/// files owned by its mail user. Returns the number of follow-ups and of bytes.
 fn generate(new: &Path, n: usize) -> (usize, usize) {
-    let mut bytes = 0;
-    let mut rng = Lcg(42);
-    let mut tickets = 0u64;
-    let mut requesters: Vec<String> = Vec::new();
-    let mut follow_ups = 0;
-    for i in 0..n {
-        let mut sender = format!("user{}@c{}.example", rng.next() % 40, rng.next() % 50);
-        let spanish = !rng.next().is_multiple_of(3);
-        let follow_up = tickets > 0 && rng.next() % 10 < 3;
-        let subject = if follow_up {
-            follow_ups += 1;
-            let t = 1 + rng.next() % tickets;
-            sender = requesters[(t - 1) as usize].clone();
-            if spanish {
-                format!("RE: Consulta {t} [Ticket: {t}]")
-            } else {
-                format!("Re: Question {t} [Ticket: {t}]")
-            }
-        } else {
-            tickets += 1;
-            requesters.push(sender.clone());
-            if spanish {
-                format!("No puedo emitir la factura número {i}")
-            } else {
-                format!("Cannot export report {i}")
-            }
-        };
-        let body = if spanish {
-            "Buenos días:\n\nAl pulsar «Emitir» la aplicación muestra un error y no genera el PDF.\n¿Pueden revisarlo?\n\nUn saludo,\nAna García\n"
-        } else {
-            "Hello,\n\nWhen I click Export the application shows an error and no file is produced.\nCould you have a look?\n\nThanks,\nBob\n"
-        };
-        let mut mail = format!(
-            "From: {sender}\r\nTo: support@example.test\r\nSubject: {subject}\r\nMessage-ID: <bench-{i}@example.net>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
-        );
-        if rng.next().is_multiple_of(10) {
-            use base64::Engine;
-            let pdf = format!(
-                "%PDF-1.4 bench attachment {i}\n{}",
-                "0 0 0 rg 100 700 Td (Informe) Tj\n".repeat(400)
-            );
-            let encoded = base64::engine::general_purpose::STANDARD.encode(pdf);
-            let lines: Vec<&str> = encoded
-                .as_bytes()
-                .chunks(76)
-                .map(|c| std::str::from_utf8(c).unwrap_or(""))
-                .collect();
-            let _ = write!(
-                mail,
-                "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n--b\r\nContent-Type: application/pdf; name=\"informe-{i}.pdf\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"informe-{i}.pdf\"\r\n\r\n{}\r\n--b--\r\n",
-                lines.join("\r\n")
-            );
-        } else {
-            let _ = write!(
-                mail,
-                "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}"
-            );
-        }
-        let path = new.join(format!("{}.M{i:06}P1.bench", 1_700_000_000 + i));
-        bytes += mail.len();
-        std::fs::write(&path, mail).expect("write");
-        chown_mail(&path);
-    }
-    (follow_ups, bytes)
+    backlog::generate(new, n, "support@example.test", chown_mail)
 }
 
 // ------------------------------------------------------------- latency ----
