@@ -55,10 +55,10 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
                 .await?;
         }
         let mut store = Store::open(&desk.database_path())?;
+        let started = std::time::Instant::now();
         let fired = tokio::task::block_in_place(|| run_timers(&mut store, &desk, clock.now()))?;
-        if fired > 0 {
-            info!(fired, "timer pass done");
-        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        info!(fired, elapsed_ms, "timer pass done");
         let delivered = deliver_due(&mut store, transport.as_ref(), || clock.now()).await?;
         info!(
             sent = delivered.sent,
