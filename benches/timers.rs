@@ -2,8 +2,9 @@
 //! 100,000 open, target < 100 ms). The database is filled directly with SQL
 //! (after `postdesk` created and migrated it) — 900,000 closed tickets and
 //! 100,000 open ones under an office-hours SLA policy with deadlines set and
-//! nothing yet due — then `postdesk run --once` runs one pass and logs its
-//! `elapsed_ms`.
+//! their next timer instant stored, 1,000 of them due now (nothing fires for
+//! them yet: the pass evaluates them and stores their next instant) — then
+//! `postdesk run --once` runs one pass and logs its `elapsed_ms`.
 //!
 //!   cargo bench --bench timers   (POSTDESK_BENCH_TICKETS overrides 1000000)
 
@@ -44,7 +45,7 @@ fn main() {
     let tx = db.transaction().expect("tx");
     {
         let mut insert = tx
-            .prepare("INSERT INTO tickets (id, subject, status, priority, queue, mailbox, requester, created_at, updated_at, last_update_at, first_response_due, resolution_due, sla_policy, sla_state) VALUES (?1, 'x', ?2, 'medium', 'general', 'soporte', ?3, ?4, ?4, ?4, ?5, ?6, 'general', 'ok')")
+            .prepare("INSERT INTO tickets (id, subject, status, priority, queue, mailbox, requester, created_at, updated_at, last_update_at, first_response_due, resolution_due, sla_policy, sla_state, next_timer_at) VALUES (?1, 'x', ?2, 'medium', 'general', 'soporte', ?3, ?4, ?4, ?4, ?5, ?6, 'general', 'ok', ?7)")
             .expect("prepare");
         for id in 1..=total {
             let is_open = id > total - open;
@@ -55,6 +56,13 @@ fn main() {
                 now - 86_400 * 30
             };
             let status = if is_open { "open" } else { "closed" };
+            // As postdesk stores it: closed tickets have no timer; open ones
+            // their next instant, in the future for all but 1,000 of them.
+            let next_timer: Option<i64> = match (is_open, id % 100 == 0) {
+                (false, _) => None,
+                (true, true) => Some(now - 60),
+                (true, false) => Some(now + 3600 + id % 36_000),
+            };
             insert
                 .execute(rusqlite::params![
                     id,
@@ -62,7 +70,8 @@ fn main() {
                     format!("c{}@cliente.com", id % 5000),
                     created,
                     created + 8 * 3600 * 3,
-                    created + 86_400 * 7
+                    created + 86_400 * 7,
+                    next_timer
                 ])
                 .expect("insert");
         }

@@ -490,22 +490,30 @@ fn save_state(store: &mut Store, mailbox: &Mailbox, source: &ImapSource) -> anyh
     Ok(())
 }
 
-/// Fires due timers. Every firing is keyed in the store, so a pass is
-/// idempotent; passes run every 30 s (the working-time maths makes "the next
-/// due instant" a computation over every open ticket, which costs more than
-/// an indexed pass).
+/// Fires due timers, then sleeps until the earliest stored timer instant
+/// (an indexed MIN), at most 30 s: intake and agents may set an earlier one
+/// meanwhile, and the weekly reminder slot has no per-ticket instant.
 async fn timer_loop(desk: Arc<Desk>, clock: Clock, mut stop: watch::Receiver<bool>) {
     loop {
         let result = tokio::task::block_in_place(|| {
-            Store::open(&desk.database_path())
-                .and_then(|mut store| run_timers(&mut store, &desk, clock.now()))
+            let mut store = Store::open(&desk.database_path())?;
+            let fired = run_timers(&mut store, &desk, clock.now())?;
+            Ok::<_, crate::store::StoreError>((fired, store.next_timer_due()?))
         });
+        let mut wait = Duration::from_secs(30);
         match result {
-            Ok(0) => {}
-            Ok(fired) => info!(fired, "timer pass"),
+            Ok((fired, next)) => {
+                if fired > 0 {
+                    info!(fired, "timer pass");
+                }
+                if let Some(next) = next {
+                    let until = (next - clock.now().timestamp()).clamp(1, 30);
+                    wait = Duration::from_secs(until as u64);
+                }
+            }
             Err(e) => warn!(error = %e, "timer pass failed; will retry"),
         }
-        if pause(&mut stop, Duration::from_secs(30)).await {
+        if pause(&mut stop, wait).await {
             return;
         }
     }

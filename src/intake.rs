@@ -591,6 +591,10 @@ pub fn settle_sla(config: &Config, row: &mut TicketRow, previous_status: Option<
     if row.last_update_at == Some(at) {
         row.escalation_level = 0;
     }
+    // When a timer pass must look at it next (a past instant: the next pass).
+    let ticket = crate::timers::timer_ticket(config, row);
+    row.next_timer_at =
+        postdesk_core::timers::next_instant(config, &ticket, None).map(|t| t.timestamp());
 }
 
 /// Agents to tell about a stored ticket: its assignee, else its queue's agents.

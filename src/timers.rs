@@ -18,23 +18,27 @@ use crate::store::{EventRow, Store, StoreError, to_time};
 /// Fires everything due at `now`; returns how many actions fired.
 pub fn run_timers(store: &mut Store, desk: &Desk, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let config = &desk.config;
-    let rows = store.timer_tickets()?;
-    let tickets: Vec<TimerTicket<'_>> = rows
-        .iter()
-        .map(|r| TimerTicket {
-            id: r.id,
-            status: Status::parse(&r.status).unwrap_or(Status::Open),
-            requester: r.requester.clone(),
-            clock: sla_clock(config, r),
-            last_update_at: to_time(r.last_update_at.unwrap_or(r.created_at)),
-            resolved_at: r.resolved_at.map(to_time),
-            escalation_level: r.escalation_level,
-        })
-        .collect();
-    let actions = timers::due(config, &tickets, now);
-    if actions.is_empty() {
+    // Only tickets whose next timer instant has come, by index; and once per
+    // weekly slot, the resolved tickets for the reminder digests.
+    let mut rows = store.timer_tickets(now.timestamp())?;
+    let slot_marker = timers::last_reminder_slot(config, now)
+        .map(|slot| format!("reminder_slot:{}", slot.timestamp()));
+    let scan_reminders = match &slot_marker {
+        Some(marker) => !store.timer_fired(marker)?,
+        None => false,
+    };
+    if scan_reminders {
+        for r in store.resolved_tickets()? {
+            if !rows.iter().any(|x| x.id == r.id) {
+                rows.push(r);
+            }
+        }
+    }
+    if rows.is_empty() {
         return Ok(0);
     }
+    let tickets: Vec<TimerTicket<'_>> = rows.iter().map(|r| timer_ticket(config, r)).collect();
+    let actions = timers::due(config, &tickets, now);
     let at = now.timestamp();
     let tx = store.begin()?;
     let mut fired = 0;
@@ -214,6 +218,32 @@ pub fn run_timers(store: &mut Store, desk: &Desk, now: DateTime<Utc>) -> Result<
         }
         queue_notices(&tx, desk, mailbox, ticket_id, None, &admitted, now)?;
     }
+    // What the pass looked at waits for its next instant, strictly later.
+    for r in &rows {
+        if let Some(current) = tx.ticket(r.id)? {
+            let next = timers::next_instant(config, &timer_ticket(config, &current), Some(now));
+            tx.set_next_timer(r.id, next.map(|t| t.timestamp()))?;
+        }
+    }
+    if let (true, Some(marker)) = (scan_reminders, &slot_marker) {
+        tx.timer_fire(marker, at)?;
+    }
     tx.commit()?;
     Ok(fired)
+}
+
+/// A stored ticket as the timers see it.
+pub fn timer_ticket<'c>(
+    config: &'c postdesk_core::config::Config,
+    r: &crate::store::TicketRow,
+) -> TimerTicket<'c> {
+    TimerTicket {
+        id: r.id,
+        status: Status::parse(&r.status).unwrap_or(Status::Open),
+        requester: r.requester.clone(),
+        clock: sla_clock(config, r),
+        last_update_at: to_time(r.last_update_at.unwrap_or(r.created_at)),
+        resolved_at: r.resolved_at.map(to_time),
+        escalation_level: r.escalation_level,
+    }
 }

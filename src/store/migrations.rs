@@ -5,7 +5,7 @@
 use rusqlite_migration::{M, Migrations};
 
 pub fn all() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
 }
 
 /// 1: tickets, messages, participants, attachments, events, inbound log,
@@ -198,4 +198,13 @@ const V4: &str = r#"
 ALTER TABLE tickets ADD COLUMN waiting_since INTEGER;
 ALTER TABLE tickets ADD COLUMN paused_seconds INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX tickets_resolution_due ON tickets(status, resolution_due);
+"#;
+
+/// 5: the earliest instant one of a ticket's timers comes due, so a timer
+/// pass reads only the tickets whose instant has come, by index. Existing
+/// active and resolved tickets are looked at once by the next pass.
+const V5: &str = r#"
+ALTER TABLE tickets ADD COLUMN next_timer_at INTEGER;
+UPDATE tickets SET next_timer_at = 0 WHERE status IN ('new', 'open', 'waiting', 'resolved');
+CREATE INDEX tickets_next_timer ON tickets(next_timer_at);
 "#;

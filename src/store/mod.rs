@@ -141,9 +141,11 @@ pub struct TicketRow {
     pub waiting_since: Option<i64>,
     /// Working seconds spent waiting so far.
     pub paused_seconds: i64,
+    /// The earliest instant one of its timers comes due (`None`: none can).
+    pub next_timer_at: Option<i64>,
 }
 
-const TICKET_COLUMNS: &str = "id, subject, status, priority, type, categories, queue, mailbox, requester, customer, assignee, duplicate_of, continues, created_at, updated_at, last_update_at, first_response_due, first_response_at, resolution_due, resolved_at, resolved_by, closed_at, sla_state, escalation_level, sla_policy, waiting_since, paused_seconds";
+const TICKET_COLUMNS: &str = "id, subject, status, priority, type, categories, queue, mailbox, requester, customer, assignee, duplicate_of, continues, created_at, updated_at, last_update_at, first_response_due, first_response_at, resolution_due, resolved_at, resolved_by, closed_at, sla_state, escalation_level, sla_policy, waiting_since, paused_seconds, next_timer_at";
 
 fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
     let categories: String = r.get(5)?;
@@ -176,6 +178,7 @@ fn ticket_from_row(r: &Row<'_>) -> rusqlite::Result<TicketRow> {
         sla_policy: r.get(24)?,
         waiting_since: r.get(25)?,
         paused_seconds: r.get(26)?,
+        next_timer_at: r.get(27)?,
     })
 }
 
@@ -331,13 +334,13 @@ impl Tx<'_> {
     }
 
     pub fn insert_ticket(&self, t: &TicketRow) -> Result<()> {
-        self.tx.prepare_cached(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"))?
+        self.tx.prepare_cached(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"))?
             .execute(params![
                 t.id, t.subject, t.status, t.priority, t.ticket_type, json_list(&t.categories), t.queue, t.mailbox,
                 t.requester, t.customer, t.assignee, t.duplicate_of, t.continues, t.created_at, t.updated_at,
                 t.last_update_at, t.first_response_due, t.first_response_at, t.resolution_due, t.resolved_at,
                 t.resolved_by, t.closed_at, t.sla_state, t.escalation_level, t.sla_policy, t.waiting_since,
-                t.paused_seconds
+                t.paused_seconds, t.next_timer_at
             ])?;
         for p in &t.participants {
             self.add_participant(t.id, p)?;
@@ -347,13 +350,21 @@ impl Tx<'_> {
 
     /// Writes back the mutable fields of a ticket.
     pub fn update_ticket(&self, t: &TicketRow) -> Result<()> {
-        self.tx.prepare_cached("UPDATE tickets SET subject = ?2, status = ?3, priority = ?4, type = ?5, categories = ?6, queue = ?7, customer = ?8, assignee = ?9, duplicate_of = ?10, updated_at = ?11, last_update_at = ?12, first_response_due = ?13, first_response_at = ?14, resolution_due = ?15, resolved_at = ?16, resolved_by = ?17, closed_at = ?18, sla_state = ?19, escalation_level = ?20, sla_policy = ?21, waiting_since = ?22, paused_seconds = ?23 WHERE id = ?1")?
+        self.tx.prepare_cached("UPDATE tickets SET subject = ?2, status = ?3, priority = ?4, type = ?5, categories = ?6, queue = ?7, customer = ?8, assignee = ?9, duplicate_of = ?10, updated_at = ?11, last_update_at = ?12, first_response_due = ?13, first_response_at = ?14, resolution_due = ?15, resolved_at = ?16, resolved_by = ?17, closed_at = ?18, sla_state = ?19, escalation_level = ?20, sla_policy = ?21, waiting_since = ?22, paused_seconds = ?23, next_timer_at = ?24 WHERE id = ?1")?
             .execute(params![
                 t.id, t.subject, t.status, t.priority, t.ticket_type, json_list(&t.categories), t.queue, t.customer,
                 t.assignee, t.duplicate_of, t.updated_at, t.last_update_at, t.first_response_due, t.first_response_at,
                 t.resolution_due, t.resolved_at, t.resolved_by, t.closed_at, t.sla_state, t.escalation_level,
-                t.sla_policy, t.waiting_since, t.paused_seconds
+                t.sla_policy, t.waiting_since, t.paused_seconds, t.next_timer_at
             ])?;
+        Ok(())
+    }
+
+    /// When the ticket's next timer comes due (after a timer pass looked at it).
+    pub fn set_next_timer(&self, ticket: i64, at: Option<i64>) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE tickets SET next_timer_at = ?2 WHERE id = ?1")?
+            .execute(params![ticket, at])?;
         Ok(())
     }
 
@@ -544,11 +555,37 @@ impl Store {
         Ok(tickets)
     }
 
-    /// Tickets timers look at (active and resolved), by the status index.
-    pub fn timer_tickets(&self) -> Result<Vec<TicketRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE status IN ('new', 'open', 'waiting', 'resolved')"))?;
+    /// Tickets with a timer due at or before `now`, by the `next_timer_at` index.
+    pub fn timer_tickets(&self, now: i64) -> Result<Vec<TicketRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE next_timer_at <= ?1"
+        ))?;
+        let rows = stmt.query_map([now], ticket_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Resolved tickets (the weekly reminder's scan), by the status index.
+    pub fn resolved_tickets(&self) -> Result<Vec<TicketRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE status = 'resolved'"
+        ))?;
         let rows = stmt.query_map([], ticket_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The earliest stored timer instant (the timer task sleeps until then).
+    pub fn next_timer_due(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT MIN(next_timer_at) FROM tickets", [], |r| r.get(0))?)
+    }
+
+    /// True when this timer key has fired.
+    pub fn timer_fired(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM timers WHERE key = ?1")?
+            .exists([key])?)
     }
 
     pub fn messages(&self, ticket: i64) -> Result<Vec<MessageRow>> {

@@ -193,13 +193,7 @@ pub fn due(config: &Config, tickets: &[TimerTicket<'_>], now: DateTime<Utc>) -> 
             if let (Some(after), Some(resolved)) =
                 (config.validation.auto_close_after, t.resolved_at)
             {
-                let cal = Calendar::always_open();
-                let limit = match after.0 {
-                    Span::Seconds(s) => Some(resolved + Duration::seconds(s)),
-                    Span::BusinessDays(_) => {
-                        add_working_seconds(&cal, resolved, span_seconds(after.0, &cal, resolved))
-                    }
-                };
+                let limit = crate::calendar::add(&Calendar::always_open(), resolved, after.0);
                 if limit.is_some_and(|l| now >= l) {
                     actions.push(TimerAction::AutoClose { ticket: t.id });
                 }
@@ -216,6 +210,48 @@ pub fn due(config: &Config, tickets: &[TimerTicket<'_>], now: DateTime<Utc>) -> 
         }
     }
     actions
+}
+
+/// The earliest instant at which one of this ticket's timers (warning,
+/// breach, escalation level, auto-close) comes due; with `after`, only
+/// instants later than it. The shell stores it per ticket so a timer pass
+/// reads only the tickets whose instant has come, by index.
+pub fn next_instant(
+    config: &Config,
+    t: &TimerTicket<'_>,
+    after: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let mut candidates = Vec::new();
+    if !(t.status == Status::Waiting && t.clock.policy.is_some_and(|p| p.pause_when_waiting)) {
+        for r in sla::running(config, &t.clock) {
+            candidates.push(r.warn_at);
+            candidates.push(r.due);
+        }
+    }
+    if matches!(t.status, Status::New | Status::Open) {
+        for (i, level) in config.escalation.iter().enumerate() {
+            if (i as i64) < t.escalation_level {
+                continue;
+            }
+            let cal = escalation_calendar(config, &level.calendar);
+            let needed = span_seconds(level.after_no_update.0, &cal, t.last_update_at);
+            candidates.extend(add_working_seconds(&cal, t.last_update_at, needed));
+        }
+    }
+    if t.status == Status::Resolved
+        && let (Some(after_close), Some(resolved)) =
+            (config.validation.auto_close_after, t.resolved_at)
+    {
+        candidates.extend(crate::calendar::add(
+            &Calendar::always_open(),
+            resolved,
+            after_close.0,
+        ));
+    }
+    candidates
+        .into_iter()
+        .filter(|c| after.is_none_or(|a| *c > a))
+        .min()
 }
 
 #[cfg(test)]
