@@ -559,15 +559,22 @@ pub fn apply_plan(
 
 /// Brings a ticket's SLA fields up to date after any change (SPEC §7): the
 /// policy is chosen again from priority, type, plan and queue, deadlines are
-/// computed from creation, and time spent `waiting` is added to the pause
-/// when the ticket leaves it. `previous_status` is the status before the
+/// computed from creation, and time spent `waiting` (when the policy pauses)
+/// or `resolved` is added to the pause when the ticket leaves it. `previous_status` is the status before the
 /// change (`None` for a new ticket).
 pub fn settle_sla(config: &Config, row: &mut TicketRow, previous_status: Option<&str>, at: i64) {
     let policy = sla_policy_of(config, row);
-    let waiting = Status::Waiting.code();
-    if row.status == waiting && previous_status != Some(waiting) {
+    // The resolution clock stops while the ticket waits on the customer (when
+    // the policy says so) and while it is resolved; reopening resumes it.
+    let paused = |status: &str| {
+        status == Status::Resolved.code()
+            || (status == Status::Waiting.code() && policy.is_some_and(|p| p.pause_when_waiting))
+    };
+    let was_paused = previous_status.is_some_and(paused);
+    let is_paused = paused(&row.status);
+    if is_paused && !was_paused {
         row.waiting_since = Some(at);
-    } else if row.status != waiting && previous_status == Some(waiting) {
+    } else if !is_paused && was_paused {
         if let (Some(since), Some(p)) = (row.waiting_since, policy) {
             row.paused_seconds += sla::working_time(config, p, to_time(since), to_time(at));
         }

@@ -205,3 +205,48 @@ fn sla_lists_open_tickets_most_urgent_first() {
     assert_eq!(late[0]["sla_state"], "breached");
     assert!(late[0]["remaining_seconds"].as_i64().unwrap() < 0);
 }
+
+#[test]
+fn reopening_resumes_the_resolution_clock() {
+    let desk = desk();
+    ingest_at(
+        &desk,
+        "2026-11-23T09:00:00Z",
+        "ana@cliente.com",
+        "Consulta",
+        "a@x",
+    );
+    assert_eq!(desk.ticket(1)["resolution_due"], "2026-11-26T09:00:00Z");
+    // Resolved Monday 12:00 local, reopened Tuesday 12:00: 9 working hours stopped.
+    desk.ok(&[
+        "--now",
+        "2026-11-23T11:00:00Z",
+        "ticket",
+        "update",
+        "1",
+        "--status",
+        "resolved",
+    ]);
+    let file = desk.path("r.eml");
+    std::fs::write(
+        &file,
+        mail(
+            "ana@cliente.com",
+            "RE: [Ticket: 1]",
+            "again@x",
+            "",
+            "No conforme, sigue fallando",
+        ),
+    )
+    .unwrap();
+    desk.ok(&[
+        "--now",
+        "2026-11-24T11:00:00Z",
+        "ingest",
+        file.to_str().unwrap(),
+    ]);
+    let t = desk.ticket(1);
+    assert_eq!(t["status"], "open");
+    // Thursday 10:00 + 9 working hours = Friday 10:00.
+    assert_eq!(t["resolution_due"], "2026-11-27T09:00:00Z");
+}

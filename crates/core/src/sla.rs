@@ -50,8 +50,8 @@ pub struct Deadlines {
 }
 
 /// Deadlines from `received_at`; the resolution deadline moves later by the
-/// working time the ticket spent `waiting` (`paused_seconds`) when the policy
-/// pauses.
+/// working time its clock was stopped (`paused_seconds`: waiting on the
+/// customer when the policy pauses, and resolved until reopened).
 pub fn deadlines(
     config: &Config,
     policy: &SlaPolicy,
@@ -66,7 +66,7 @@ pub fn deadlines(
         .resolution
         .and_then(|d| calendar::add(&cal, received_at, d.0))
         .and_then(|due| {
-            if policy.pause_when_waiting && paused_seconds > 0 {
+            if paused_seconds > 0 {
                 add_working_seconds(&cal, due, paused_seconds)
             } else {
                 Some(due)
