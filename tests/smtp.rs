@@ -8,44 +8,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::mail::{Imap, MailServer, free_port, header, headers, mail_server};
 use common::{Desk, base_config, mail};
 use serde_json::Value;
 
 /// How long Postfix → LMTP → Dovecot may take to show a mail over IMAP.
 const DELIVERY_WAIT: Duration = Duration::from_secs(15);
-
-struct MailServer {
-    host: String,
-    smtp_port: u16,
-    imap_port: u16,
-    password: String,
-}
-
-fn mail_server() -> MailServer {
-    const HOW: &str = "run `scripts/test`, or `scripts/mailserver start /tmp/postdesk-mail && set -a && . /tmp/postdesk-mail/env && set +a` first";
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: these tests need the test mail server; {HOW}")
-        })
-    };
-    let port = |name: &str| -> u16 {
-        var(name)
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={:?} is not a port ({e}); {HOW}", var(name)))
-    };
-    MailServer {
-        host: std::env::var("MS_HOST").unwrap_or_else(|_| "127.0.0.1".into()),
-        smtp_port: port("MS_SMTP_PORT"),
-        imap_port: port("MS_IMAP_PORT"),
-        password: var("MS_PASSWORD"),
-    }
-}
 
 /// The base desk with the `smtp` transport to 127.0.0.1:`port`, no TLS.
 fn smtp_desk(port: u16) -> Desk {
@@ -56,15 +30,6 @@ fn smtp_desk(port: u16) -> Desk {
         "the base config changed: update smtp_desk"
     );
     Desk::with_config(&base.replace(file, &format!("[smtp]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n")))
-}
-
-/// A loopback port nobody listens on (now).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Copies `from` into `to` until EOF, then half-closes `to`.
@@ -104,110 +69,6 @@ fn hours_after(row: &Value, hours: i64) -> String {
     (created + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A minimal IMAP client: enough for LOGIN, SELECT, UID SEARCH, UID FETCH.
-struct Imap {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    tag: u32,
-}
-
-/// One untagged response: its text (literals replaced by `{n}`) and literals.
-struct Untagged {
-    text: String,
-    literals: Vec<Vec<u8>>,
-}
-
-impl Imap {
-    fn connect(port: u16, host: &str) -> Imap {
-        let stream =
-            TcpStream::connect((host, port)).unwrap_or_else(|e| panic!("IMAP {host}:{port}: {e}"));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut imap = Imap {
-            reader: BufReader::new(stream.try_clone().expect("clone")),
-            writer: stream,
-            tag: 0,
-        };
-        let greeting = imap.line();
-        assert!(
-            greeting.starts_with(b"* OK"),
-            "IMAP greeting: {}",
-            String::from_utf8_lossy(&greeting)
-        );
-        imap
-    }
-
-    fn line(&mut self) -> Vec<u8> {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).expect("IMAP read");
-        assert!(!line.is_empty(), "IMAP server closed the connection");
-        line
-    }
-
-    /// Sends `command`; returns the untagged responses, panics unless OK.
-    fn command(&mut self, command: &str) -> Vec<Untagged> {
-        self.tag += 1;
-        let tag = format!("t{}", self.tag);
-        self.writer
-            .write_all(format!("{tag} {command}\r\n").as_bytes())
-            .expect("IMAP write");
-        let mut responses = Vec::new();
-        loop {
-            let mut response = Untagged {
-                text: String::new(),
-                literals: Vec::new(),
-            };
-            let mut line = self.line();
-            // A line ending in {n} announces n bytes of literal, then the line goes on.
-            while let Some(n) = literal_length(&line) {
-                response.text.push_str(&String::from_utf8_lossy(&line));
-                let mut literal = vec![0; n];
-                self.reader.read_exact(&mut literal).expect("IMAP literal");
-                response.literals.push(literal);
-                line = self.line();
-            }
-            response.text.push_str(&String::from_utf8_lossy(&line));
-            if let Some(rest) = response.text.strip_prefix(&format!("{tag} ")) {
-                assert!(
-                    rest.starts_with("OK"),
-                    "IMAP `{command}` failed: {}",
-                    response.text.trim_end()
-                );
-                return responses;
-            }
-            responses.push(response);
-        }
-    }
-}
-
-fn literal_length(line: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(line)
-        .ok()?
-        .trim_end_matches(['\r', '\n']);
-    let open = text.strip_suffix('}')?.rfind('{')?;
-    text[open + 1..text.len() - 1].parse().ok()
-}
-
-/// The header block as (lower-cased name, unfolded value) pairs.
-fn headers(block: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(block).replace("\r\n", "\n");
-    let unfolded = text.replace("\n ", " ").replace("\n\t", " ");
-    unfolded
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect()
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    headers
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
-
 /// The headers of every message in `user`'s INBOX whose Subject contains
 /// `token`, keyed by token.
 fn inbox_headers(
@@ -215,12 +76,11 @@ fn inbox_headers(
     user: &str,
     tokens: &[String],
 ) -> BTreeMap<String, Vec<Vec<(String, String)>>> {
-    let mut imap = Imap::connect(ms.imap_port, &ms.host);
-    imap.command(&format!("LOGIN {user} {}", ms.password));
-    imap.command("SELECT INBOX");
+    let mut imap = Imap::login(ms, user);
+    imap.ok("SELECT INBOX");
     let mut found = BTreeMap::new();
     for token in tokens {
-        let search = imap.command(&format!("UID SEARCH SUBJECT \"{token}\""));
+        let search = imap.ok(&format!("UID SEARCH SUBJECT \"{token}\""));
         let uids: Vec<String> = search
             .iter()
             .filter_map(|r| r.text.strip_prefix("* SEARCH"))
@@ -232,9 +92,7 @@ fn inbox_headers(
             .collect();
         let mut messages = Vec::new();
         if !uids.is_empty() {
-            for response in
-                imap.command(&format!("UID FETCH {} (BODY.PEEK[HEADER])", uids.join(",")))
-            {
+            for response in imap.ok(&format!("UID FETCH {} (BODY.PEEK[HEADER])", uids.join(","))) {
                 if let Some(block) = response.literals.first() {
                     messages.push(headers(block));
                 }
@@ -242,7 +100,7 @@ fn inbox_headers(
         }
         found.insert(token.clone(), messages);
     }
-    let _ = imap.writer.write_all(b"z LOGOUT\r\n");
+    imap.logout();
     found
 }
 
