@@ -494,12 +494,21 @@ fn save_state(store: &mut Store, mailbox: &Mailbox, source: &ImapSource) -> anyh
 /// (an indexed MIN), at most 30 s: intake and agents may set an earlier one
 /// meanwhile, and the weekly reminder slot has no per-ticket instant.
 async fn timer_loop(desk: Arc<Desk>, clock: Clock, mut stop: watch::Receiver<bool>) {
+    // One connection for the task's life; opened again only after a failure.
+    let mut store: Option<Store> = None;
     loop {
         let result = tokio::task::block_in_place(|| {
-            let mut store = Store::open(&desk.database_path())?;
-            let fired = run_timers(&mut store, &desk, clock.now())?;
-            Ok::<_, crate::store::StoreError>((fired, store.next_timer_due()?))
+            let open = match store.take() {
+                Some(open) => open,
+                None => Store::open(&desk.database_path())?,
+            };
+            let db = store.insert(open);
+            let fired = run_timers(db, &desk, clock.now())?;
+            Ok::<_, crate::store::StoreError>((fired, db.next_timer_due()?))
         });
+        if result.is_err() {
+            store = None;
+        }
         let mut wait = Duration::from_secs(30);
         match result {
             Ok((fired, next)) => {
