@@ -670,10 +670,24 @@ impl Default for Validation {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[http]`: the health and metrics endpoint (off when the section is absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Http {
-    pub listen: String,
+    /// Where to listen; loopback by default: the endpoint has no
+    /// authentication, so exposing it further is the admin's explicit choice.
+    pub listen: std::net::SocketAddr,
+    /// `/healthz` fails when a queued mail is still unsent after this long.
+    pub outbox_max_age_secs: i64,
+}
+
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9810";
+const DEFAULT_OUTBOX_MAX_AGE_SECS: i64 = 15 * 60;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    outbox_max_age: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -702,7 +716,7 @@ struct RawConfig {
     escalation: Vec<Spanned<EscalationLevel>>,
     #[serde(default)]
     validation: Validation,
-    http: Option<Http>,
+    http: Option<Spanned<RawHttp>>,
 }
 
 /// The validated configuration every other module reads.
@@ -1302,6 +1316,46 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         });
     }
 
+    let http = raw.http.map(|spanned| {
+        let h = spanned.into_inner();
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 9810));
+        let listen = match &h.listen {
+            None => loopback,
+            Some(l) => match l.get_ref().trim().parse::<std::net::SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => {
+                    problems.push(at.problem(
+                        l.span(),
+                        "http.listen",
+                        format!(
+                            "`{}` is not an address and port such as {DEFAULT_HTTP_LISTEN}",
+                            l.get_ref()
+                        ),
+                    ));
+                    loopback
+                }
+            },
+        };
+        let outbox_max_age_secs = match &h.outbox_max_age {
+            None => DEFAULT_OUTBOX_MAX_AGE_SECS,
+            Some(d) => match d.get_ref().0.wall_seconds() {
+                Some(s) if s > 0 => s,
+                _ => {
+                    problems.push(at.problem(
+                        d.span(),
+                        "http.outbox_max_age",
+                        "must be a positive wall-clock duration such as 15m",
+                    ));
+                    DEFAULT_OUTBOX_MAX_AGE_SECS
+                }
+            },
+        };
+        Http {
+            listen,
+            outbox_max_age_secs,
+        }
+    });
+
     let tags = crate::subject::TagMatcher::new(&raw.desk.tag);
     Config {
         file: at.file.to_string(),
@@ -1318,7 +1372,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>)
         escalation,
         tags,
         validation: raw.validation,
-        http: raw.http,
+        http,
     }
 }
 
@@ -1373,6 +1427,35 @@ dir = "var/outbox"
         );
         assert_eq!(c.validation.keywords[0], "conforme");
         assert!(c.calendars.contains_key("24x7"));
+    }
+
+    #[test]
+    fn http_section_defaults_to_loopback_and_names_bad_keys() {
+        let c = Config::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(c.http, None);
+        let c = Config::parse(&format!("{MINIMAL}\n[http]\n"), "t.toml").unwrap();
+        let http = c.http.unwrap();
+        assert_eq!(http.listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(http.outbox_max_age_secs, 900);
+        let text = format!("{MINIMAL}\n[http]\nlisten = \"[::1]:9900\"\noutbox_max_age = \"1h\"\n");
+        let http = Config::parse(&text, "t.toml").unwrap().http.unwrap();
+        assert_eq!(http.listen.to_string(), "[::1]:9900");
+        assert_eq!(http.outbox_max_age_secs, 3600);
+        let text = format!("{MINIMAL}\n[http]\nlisten = \"localhost\"\noutbox_max_age = \"2bd\"\n");
+        let err = Config::parse(&text, "t.toml").unwrap_err();
+        let keys: Vec<_> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.line))
+            .collect();
+        let lines = MINIMAL.lines().count() + 2;
+        assert_eq!(
+            keys,
+            [
+                ("http.listen", lines + 1),
+                ("http.outbox_max_age", lines + 2)
+            ]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod body;
 pub mod calendar;
 pub mod config;
 pub mod duplicates;
+pub mod health;
 pub mod intake;
 pub mod machine;
 pub mod mail;
