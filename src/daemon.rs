@@ -15,8 +15,10 @@
 //! stops another mailbox or the outbox. Intake wakes the outbox task as soon
 //! as it queued mail.
 
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,7 +30,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::clock::Clock;
 use crate::delivery::deliver_due;
 use crate::desk::Desk;
+use crate::http::{self, Monitor};
 use crate::intake::{Taken, take_in_batch};
+use crate::metrics::Metrics;
 use crate::source::imap::{self, ImapError, ImapSource, Settings, Wake};
 use crate::source::maildir::Maildir;
 use crate::source::{Incoming, Source, SourceError};
@@ -39,18 +43,31 @@ use crate::transport::Configured;
 /// Messages fetched from a source and committed together (group commit).
 const BATCH: usize = 256;
 
-pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()> {
-    let (stop_tx, stop) = watch::channel(false);
-    // Intake tells the outbox task that mail is waiting.
-    let queued = Arc::new(Notify::new());
-    let transport =
-        Arc::new(Configured::from_desk(&desk).context("setting up the outgoing transport")?);
+/// What the daemon's tasks share.
+#[derive(Default)]
+pub struct Shared {
+    /// Intake tells the outbox task that mail is waiting.
+    queued: Notify,
+    metrics: Arc<Metrics>,
+    /// When each mailbox started being served (`/healthz` grace).
+    watched_since: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+pub async fn run(
+    config_path: &Path,
+    desk: Arc<Desk>,
+    clock: Clock,
+    once: bool,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::default());
+    let transport = Configured::from_desk(&desk).context("setting up the outgoing transport")?;
     // Create and migrate the database before the tasks open their own
     // connections: first opens at once race on the WAL switch and the schema.
     Store::open(&desk.database_path())?;
     if once {
+        let (_keep, stop) = watch::channel(false);
         for mailbox in &desk.config.mailboxes {
-            drain_mailbox(&desk, mailbox, clock, &stop, &queued)
+            drain_mailbox(&desk, mailbox, clock, &stop, &shared)
                 .instrument(info_span!("mailbox", mailbox = %mailbox.name))
                 .await?;
         }
@@ -59,7 +76,7 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
         let fired = tokio::task::block_in_place(|| run_timers(&mut store, &desk, clock.now()))?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         info!(fired, elapsed_ms, "timer pass done");
-        let delivered = deliver_due(&mut store, transport.as_ref(), || clock.now()).await?;
+        let delivered = deliver_due(&mut store, &transport, || clock.now()).await?;
         info!(
             sent = delivered.sent,
             retried = delivered.retried,
@@ -69,62 +86,287 @@ pub async fn run(desk: Arc<Desk>, clock: Clock, once: bool) -> anyhow::Result<()
         return Ok(());
     }
 
+    // Signal handlers first: SIGHUP's default action would kill a daemon
+    // that is still starting.
+    let mut signals = Signals::new();
+    let (stop_tx, stop) = watch::channel(false);
+    let (desk_tx, desks) = watch::channel(desk.clone());
     let mut tasks = tokio::task::JoinSet::new();
-    for mailbox in desk.config.mailboxes.clone() {
-        let (desk, stop, queued) = (desk.clone(), stop.clone(), queued.clone());
-        let span = info_span!("mailbox", mailbox = %mailbox.name);
-        match Settings::of(&mailbox) {
-            Some(settings) => tasks.spawn(
-                async move { imap_loop(desk, mailbox, settings, clock, stop, queued).await }
-                    .instrument(span),
-            ),
-            None => tasks.spawn(
-                async move { mailbox_loop(desk, mailbox, clock, stop, queued).await }
-                    .instrument(span),
-            ),
-        };
+    if let Some(http) = &desk.config.http {
+        let listener = http::bind(http.listen).await?;
+        let monitor = Arc::new(Monitor::new(
+            desks.clone(),
+            clock,
+            shared.metrics.clone(),
+            shared.watched_since.clone(),
+        ));
+        tasks.spawn(http::serve(listener, monitor, stop.clone()).instrument(info_span!("http")));
     }
     {
-        let (desk, stop) = (desk.clone(), stop.clone());
+        let (desks, stop) = (desks.clone(), stop.clone());
         tasks.spawn(
-            async move { timer_loop(desk, clock, stop).await }.instrument(info_span!("timers")),
+            async move { timer_loop(desks, clock, stop).await }.instrument(info_span!("timers")),
         );
     }
     {
-        let (desk, stop) = (desk.clone(), stop.clone());
+        let (desks, stop, shared) = (desks.clone(), stop.clone(), shared.clone());
         tasks.spawn(
-            async move { outbox_loop(desk, transport, clock, stop, queued).await }
+            async move { outbox_loop(desks, transport, clock, stop, shared).await }
                 .instrument(info_span!("outbox")),
         );
     }
+    let mut mailboxes = Mailboxes::default();
+    mailboxes.reconcile(&desk, &desks, clock, &shared).await;
     info!(mailboxes = desk.config.mailboxes.len(), "postdesk running");
-    wait_for_signal().await;
+    while let Wanted::Reload = signals.next().await {
+        reload(config_path, &desk_tx, &mut mailboxes, clock, &shared).await;
+    }
     info!("shutting down: finishing the message in hand");
     let _ = stop_tx.send(true);
+    mailboxes.stop_all().await;
     while tasks.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+/// SIGHUP: load and validate the config file again; if it is sound, swap
+/// it in (intake, timers and the outbox read the new one from their next
+/// pass) and start, restart or stop mailbox tasks to match. A config that
+/// does not load is refused and the running one stays.
+async fn reload(
+    path: &Path,
+    desk_tx: &watch::Sender<Arc<Desk>>,
+    mailboxes: &mut Mailboxes,
+    clock: Clock,
+    shared: &Arc<Shared>,
+) {
+    info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    let new = match Desk::load(path) {
+        Ok(desk) => Arc::new(desk),
+        Err(e) => {
+            error!(config = %path.display(), error = %e, "configuration reload refused; the running configuration stays");
+            return;
+        }
+    };
+    let old = desk_tx.borrow().clone();
+    if new.database_path() != old.database_path() {
+        error!(
+            config = %path.display(),
+            "configuration reload refused: [desk] database changes only with a restart; the running configuration stays"
+        );
+        return;
+    }
+    if new.config.http != old.config.http {
+        warn!("[http] changes take effect at the next restart");
+    }
+    desk_tx.send_replace(new.clone());
+    let desks = desk_tx.subscribe();
+    let changes = mailboxes.reconcile(&new, &desks, clock, shared).await;
+    info!(
+        added = ?changes.added,
+        restarted = ?changes.restarted,
+        removed = ?changes.removed,
+        "configuration reloaded"
+    );
+}
+
+/// The mailbox tasks running, by mailbox name.
+#[derive(Default)]
+struct Mailboxes {
+    served: BTreeMap<String, Served>,
+}
+
+struct Served {
+    mailbox: Mailbox,
+    password: Option<String>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Changes {
+    added: Vec<String>,
+    restarted: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl Mailboxes {
+    /// Makes the running mailbox tasks match `desk`: a mailbox whose
+    /// settings (or resolved password) changed is stopped after the message
+    /// in hand and started again; one no longer configured is stopped.
+    async fn reconcile(
+        &mut self,
+        desk: &Arc<Desk>,
+        desks: &watch::Receiver<Arc<Desk>>,
+        clock: Clock,
+        shared: &Arc<Shared>,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let wanted: BTreeMap<&str, &Mailbox> = desk
+            .config
+            .mailboxes
+            .iter()
+            .map(|m| (m.name.as_str(), m))
+            .collect();
+        let gone: Vec<String> = self
+            .served
+            .iter()
+            .filter(|(name, served)| {
+                wanted.get(name.as_str()).is_none_or(|m| {
+                    !serves_alike(m, &served.mailbox)
+                        || desk.mailbox_password(&m.name) != served.password.as_deref()
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(served) = self.served.remove(&name) {
+                served.finish().await;
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            if wanted.contains_key(name.as_str()) {
+                changes.restarted.push(name);
+            } else {
+                if let Ok(mut since) = shared.watched_since.lock() {
+                    since.remove(&name);
+                }
+                changes.removed.push(name);
             }
         }
+        for (name, mailbox) in wanted {
+            if self.served.contains_key(name) {
+                continue;
+            }
+            if !changes.restarted.iter().any(|r| r == name) {
+                changes.added.push(name.to_string());
+            }
+            if let Ok(mut since) = shared.watched_since.lock() {
+                since.insert(name.to_string(), clock.now().timestamp());
+            }
+            self.served.insert(
+                name.to_string(),
+                Served::start(desk, mailbox, desks, clock, shared),
+            );
+        }
+        changes
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn stop_all(&mut self) {
+        let served = std::mem::take(&mut self.served);
+        for served in served.values() {
+            let _ = served.stop.send(true);
+        }
+        for (_, served) in served {
+            served.finish().await;
+        }
+    }
+}
+
+impl Served {
+    fn start(
+        desk: &Desk,
+        mailbox: &Mailbox,
+        desks: &watch::Receiver<Arc<Desk>>,
+        clock: Clock,
+        shared: &Arc<Shared>,
+    ) -> Served {
+        let (stop, stopping) = watch::channel(false);
+        let (desks, shared, owned) = (desks.clone(), shared.clone(), mailbox.clone());
+        let span = info_span!("mailbox", mailbox = %mailbox.name);
+        let task = match Settings::of(mailbox) {
+            Some(settings) => tokio::spawn(
+                async move { imap_loop(desks, owned, settings, clock, stopping, shared).await }
+                    .instrument(span),
+            ),
+            None => tokio::spawn(
+                async move { mailbox_loop(desks, owned, clock, stopping, shared).await }
+                    .instrument(span),
+            ),
+        };
+        Served {
+            mailbox: mailbox.clone(),
+            password: desk.mailbox_password(&mailbox.name).map(str::to_string),
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the task after the message in hand and waits for it.
+    async fn finish(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            error!(mailbox = %self.mailbox.name, error = %e, "mailbox task ended abnormally");
+        }
+    }
+}
+
+/// Same mailbox, same settings (the line it is written on aside).
+fn serves_alike(a: &Mailbox, b: &Mailbox) -> bool {
+    a.name == b.name
+        && a.address == b.address
+        && a.queue == b.queue
+        && a.source == b.source
+        && a.poll_interval_secs == b.poll_interval_secs
+        && a.notes_address == b.notes_address
+}
+
+enum Wanted {
+    Stop,
+    Reload,
+}
+
+/// SIGINT/SIGTERM stop the daemon, SIGHUP reloads the config.
+struct Signals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                hangup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Wanted {
+        #[cfg(unix)]
+        {
+            let Signals { terminate, hangup } = self;
+            let terminated = async {
+                if let Some(s) = terminate.as_mut()
+                    && s.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            let hung_up = async {
+                if let Some(s) = hangup.as_mut()
+                    && s.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Wanted::Stop,
+                _ = terminated => Wanted::Stop,
+                _ = hung_up => Wanted::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Wanted::Stop
+        }
     }
 }
 
@@ -145,16 +387,23 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
 }
 
 async fn mailbox_loop(
-    desk: Arc<Desk>,
+    desks: watch::Receiver<Arc<Desk>>,
     mailbox: Mailbox,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
-    queued: Arc<Notify>,
+    shared: Arc<Shared>,
 ) {
     let interval = Duration::from_secs(mailbox.poll_interval_secs.max(1) as u64);
     let mut failures = 0u32;
     loop {
-        match drain_mailbox(&desk, &mailbox, clock, &stop, &queued).await {
+        // Each pass runs on the config in force (SIGHUP may have changed it).
+        let desk = desks.borrow().clone();
+        let started = Instant::now();
+        let result = drain_mailbox(&desk, &mailbox, clock, &stop, &shared).await;
+        shared
+            .metrics
+            .polled(&mailbox.name, started.elapsed(), result.is_ok());
+        match result {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -176,11 +425,11 @@ async fn mailbox_loop(
 
 /// Reads everything waiting in one mailbox: take in, commit, then acknowledge.
 async fn drain_mailbox(
-    desk: &Desk,
+    desk: &Arc<Desk>,
     mailbox: &Mailbox,
     clock: Clock,
     stop: &watch::Receiver<bool>,
-    queued: &Notify,
+    shared: &Shared,
 ) -> anyhow::Result<()> {
     let path = match &mailbox.source {
         MailboxSource::Maildir { path } => path,
@@ -191,13 +440,14 @@ async fn drain_mailbox(
             let tls = imap::tls_config()?;
             let mut stop = stop.clone();
             let mut backoff = Backoff::default();
+            let (_keep, desks) = watch::channel(desk.clone());
             let mut imap = Imap {
-                desk,
+                desks: &desks,
                 mailbox,
                 settings: &settings,
                 tls: &tls,
                 clock,
-                queued,
+                shared,
             };
             return imap.session(&mut stop, &mut backoff, true).await;
         }
@@ -221,7 +471,7 @@ async fn drain_mailbox(
             mailbox,
             clock,
             &batch,
-            queued,
+            shared,
         )
         .await?;
         taken += done;
@@ -253,7 +503,7 @@ async fn take_in_and_acknowledge(
     mailbox: &Mailbox,
     clock: Clock,
     batch: &[Incoming],
-    queued: &Notify,
+    shared: &Shared,
 ) -> anyhow::Result<usize> {
     let mut reread = vec![false; batch.len()];
     for (i, message) in batch.iter().enumerate() {
@@ -284,11 +534,15 @@ async fn take_in_and_acknowledge(
                 .with_context(|| format!("taking in {} of mailbox `{}`", first.0, mailbox.name))?
         }
     };
-    if outcomes
-        .iter()
-        .any(|o| matches!(o, Taken::Processed { .. }))
-    {
-        queued.notify_one();
+    let mut processed = false;
+    for outcome in &outcomes {
+        if let Taken::Processed { disposition, .. } = outcome {
+            shared.metrics.taken_in(&mailbox.name, *disposition);
+            processed = true;
+        }
+    }
+    if processed {
+        shared.queued.notify_one();
     }
     // Only what was committed (or read before) is acknowledged; the rest is
     // read again next pass.
@@ -346,12 +600,12 @@ fn needs_attention(e: &anyhow::Error) -> bool {
 
 /// One IMAP mailbox's task: sessions, and reconnects after any error.
 async fn imap_loop(
-    desk: Arc<Desk>,
+    desks: watch::Receiver<Arc<Desk>>,
     mailbox: Mailbox,
     settings: Settings,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
-    queued: Arc<Notify>,
+    shared: Arc<Shared>,
 ) {
     let mut backoff = Backoff::default();
     let mut tls: Option<Arc<ClientConfig>> = None;
@@ -364,12 +618,12 @@ async fn imap_loop(
             Ok(config) => {
                 tls = Some(config.clone());
                 let mut imap = Imap {
-                    desk: &desk,
+                    desks: &desks,
                     mailbox: &mailbox,
                     settings: &settings,
                     tls: &config,
                     clock,
-                    queued: &queued,
+                    shared: &shared,
                 };
                 imap.session(&mut stop, &mut backoff, false).await
             }
@@ -379,6 +633,7 @@ async fn imap_loop(
             Ok(()) => return,
             Err(e) => e,
         };
+        shared.metrics.polled(&mailbox.name, Duration::ZERO, false);
         let attention = needs_attention(&e);
         let wait = backoff.next(attention);
         let message = format!("{e:#}");
@@ -390,6 +645,7 @@ async fn imap_loop(
         }
         // The error is kept for the operator (`/healthz`), best effort.
         let now = clock.now().timestamp();
+        let desk = desks.borrow().clone();
         let _ = Store::open(&desk.database_path()).and_then(|mut store| {
             let tx = store.begin()?;
             tx.record_poll(&mailbox.name, now, Some(&message))?;
@@ -403,12 +659,13 @@ async fn imap_loop(
 
 /// What an IMAP session needs from the daemon.
 struct Imap<'a> {
-    desk: &'a Desk,
+    /// The config in force, read again before every drain.
+    desks: &'a watch::Receiver<Arc<Desk>>,
     mailbox: &'a Mailbox,
     settings: &'a Settings,
     tls: &'a Arc<ClientConfig>,
     clock: Clock,
-    queued: &'a Notify,
+    shared: &'a Shared,
 }
 
 impl Imap<'_> {
@@ -420,7 +677,8 @@ impl Imap<'_> {
         backoff: &mut Backoff,
         once: bool,
     ) -> anyhow::Result<()> {
-        let (desk, mailbox, clock) = (self.desk, self.mailbox, self.clock);
+        let (mailbox, clock) = (self.mailbox, self.clock);
+        let desk = self.desks.borrow().clone();
         let mut store = Store::open(&desk.database_path())?;
         let stored = store.imap_state(&mailbox.name)?;
         let password = desk.mailbox_password(&mailbox.name).unwrap_or_default();
@@ -433,6 +691,7 @@ impl Imap<'_> {
         save_state(&mut store, mailbox, &source)?;
         let interval = Duration::from_secs(mailbox.poll_interval_secs.max(1) as u64);
         loop {
+            let desk = self.desks.borrow().clone();
             let started = Instant::now();
             let mut taken = 0usize;
             while !*stop.borrow() {
@@ -443,11 +702,11 @@ impl Imap<'_> {
                 let done = take_in_and_acknowledge(
                     &mut source,
                     &mut store,
-                    desk,
+                    &desk,
                     mailbox,
                     clock,
                     &batch,
-                    self.queued,
+                    self.shared,
                 )
                 .await?;
                 save_state(&mut store, mailbox, &source)?;
@@ -463,6 +722,9 @@ impl Imap<'_> {
                 tx.commit()?;
             }
             backoff.reset();
+            self.shared
+                .metrics
+                .polled(&mailbox.name, started.elapsed(), true);
             if taken > 0 {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 info!(mailbox = %mailbox.name, taken, elapsed_ms, "mailbox drained");
@@ -493,10 +755,15 @@ fn save_state(store: &mut Store, mailbox: &Mailbox, source: &ImapSource) -> anyh
 /// Fires due timers, then sleeps until the earliest stored timer instant
 /// (an indexed MIN), at most 30 s: intake and agents may set an earlier one
 /// meanwhile, and the weekly reminder slot has no per-ticket instant.
-async fn timer_loop(desk: Arc<Desk>, clock: Clock, mut stop: watch::Receiver<bool>) {
+async fn timer_loop(
+    desks: watch::Receiver<Arc<Desk>>,
+    clock: Clock,
+    mut stop: watch::Receiver<bool>,
+) {
     // One connection for the task's life; opened again only after a failure.
     let mut store: Option<Store> = None;
     loop {
+        let desk = desks.borrow().clone();
         let result = tokio::task::block_in_place(|| {
             let open = match store.take() {
                 Some(open) => open,
@@ -529,12 +796,13 @@ async fn timer_loop(desk: Arc<Desk>, clock: Clock, mut stop: watch::Receiver<boo
 }
 
 async fn outbox_loop(
-    desk: Arc<Desk>,
-    transport: Arc<Configured>,
+    mut desks: watch::Receiver<Arc<Desk>>,
+    mut transport: Configured,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
-    queued: Arc<Notify>,
+    shared: Arc<Shared>,
 ) {
+    let desk = desks.borrow_and_update().clone();
     // The daemon never dies of a lost database either: back off and retry.
     let mut wait = Duration::from_secs(1);
     let mut store = loop {
@@ -550,7 +818,17 @@ async fn outbox_loop(
         }
     };
     loop {
-        match deliver_due(&mut store, transport.as_ref(), || clock.now()).await {
+        // A reloaded config may name another MTA or credentials.
+        if desks.has_changed().unwrap_or(false) {
+            let desk = desks.borrow_and_update().clone();
+            match Configured::from_desk(&desk) {
+                Ok(reloaded) => transport = reloaded,
+                Err(e) => {
+                    error!(error = %e, "outbox: the reloaded [smtp] settings do not work; keeping the previous ones");
+                }
+            }
+        }
+        match deliver_due(&mut store, &transport, || clock.now()).await {
             Ok(d) if d.sent + d.retried + d.failed > 0 => info!(
                 sent = d.sent,
                 retried = d.retried,
@@ -567,7 +845,7 @@ async fn outbox_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = queued.notified() => {}
+            _ = shared.queued.notified() => {}
             _ = stop.changed() => return,
         }
     }

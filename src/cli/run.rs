@@ -14,6 +14,6 @@ pub fn run(config: &Path, clock: Clock, once: bool) -> Result<u8, Failure> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(daemon::run(desk, clock, once))?;
+    runtime.block_on(daemon::run(config, desk, clock, once))?;
     Ok(0)
 }

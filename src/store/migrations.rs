@@ -5,7 +5,14 @@
 use rusqlite_migration::{M, Migrations};
 
 pub fn all() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+        M::up(V5),
+        M::up(V6),
+    ])
 }
 
 /// 1: tickets, messages, participants, attachments, events, inbound log,
@@ -207,4 +214,10 @@ const V5: &str = r#"
 ALTER TABLE tickets ADD COLUMN next_timer_at INTEGER;
 UPDATE tickets SET next_timer_at = 0 WHERE status IN ('new', 'open', 'waiting', 'resolved');
 CREATE INDEX tickets_next_timer ON tickets(next_timer_at);
+"#;
+
+/// 6: events by kind and instant: what `/metrics` counts (SLA breaches) and
+/// what reports count per period (resolved, closed, cancelled).
+const V6: &str = r#"
+CREATE INDEX events_kind ON events(kind, at);
 "#;

@@ -9,6 +9,7 @@
 
 pub mod mailbox_state;
 mod migrations;
+pub mod monitoring;
 mod view;
 
 use std::path::Path;

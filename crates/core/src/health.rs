@@ -23,6 +23,9 @@ pub struct MailboxPoll {
     pub last_ok_at: Option<i64>,
     /// The error of the last failed attempt, cleared by a successful poll.
     pub last_error: Option<String>,
+    /// When the daemon started serving it (its start, or the reload that
+    /// added it): a poll before that does not count, the grace runs from it.
+    pub watched_since: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,10 +66,9 @@ pub struct OutboxBacklog {
     pub oldest_pending_at: Option<i64>,
 }
 
-/// The verdict at `now` for a daemon running since `started_at`.
+/// The verdict at `now`.
 pub fn assess(
     now: i64,
-    started_at: i64,
     mailboxes: &[MailboxPoll],
     outbox: OutboxBacklog,
     outbox_max_age_secs: i64,
@@ -75,7 +77,7 @@ pub fn assess(
     let mailboxes: Vec<MailboxHealth> = mailboxes
         .iter()
         .map(|m| {
-            let since = m.last_ok_at.unwrap_or(started_at).max(started_at);
+            let since = m.last_ok_at.unwrap_or(m.watched_since).max(m.watched_since);
             let silent_for_secs = (now - since).max(0);
             let max_silence_secs = m.interval_secs.max(1) * MISSED_POLLS;
             let healthy = silent_for_secs <= max_silence_secs;
@@ -137,6 +139,7 @@ mod tests {
             interval_secs: 60,
             last_ok_at,
             last_error: last_error.map(str::to_string),
+            watched_since: START,
         }
     }
 
@@ -145,18 +148,11 @@ mod tests {
     #[test]
     fn a_mailbox_is_down_after_three_missed_polls() {
         let quiet = OutboxBacklog::default();
-        let h = assess(
-            START + 500,
-            START,
-            &[poll(Some(START + 320), None)],
-            quiet,
-            900,
-        );
+        let h = assess(START + 500, &[poll(Some(START + 320), None)], quiet, 900);
         assert!(h.healthy, "{h:?}");
         assert_eq!(h.mailboxes[0].silent_for_secs, 180);
         let h = assess(
             START + 500,
-            START,
             &[poll(Some(START + 319), Some("connection refused"))],
             quiet,
             900,
@@ -174,8 +170,8 @@ mod tests {
     fn a_fresh_start_gets_the_same_grace_as_a_poll() {
         let quiet = OutboxBacklog::default();
         // Last poll long before this start: counted from the start.
-        assert!(assess(START + 180, START, &[poll(Some(10), None)], quiet, 900).healthy);
-        let h = assess(START + 181, START, &[poll(None, None)], quiet, 900);
+        assert!(assess(START + 180, &[poll(Some(10), None)], quiet, 900).healthy);
+        let h = assess(START + 181, &[poll(None, None)], quiet, 900);
         assert!(!h.healthy);
         assert!(h.reasons[0].contains("never polled"), "{:?}", h.reasons);
     }
@@ -187,14 +183,14 @@ mod tests {
             pending: 4,
             oldest_pending_at: Some(oldest),
         };
-        let h = assess(START + 60, START, &ok, backlog(START + 60 - 900), 900);
+        let h = assess(START + 60, &ok, backlog(START + 60 - 900), 900);
         assert!(h.healthy);
         assert_eq!(h.outbox.oldest_pending_age_secs, Some(900));
-        let h = assess(START + 60, START, &ok, backlog(START + 60 - 901), 900);
+        let h = assess(START + 60, &ok, backlog(START + 60 - 901), 900);
         assert!(!h.healthy && !h.outbox.healthy);
         assert!(h.reasons[0].contains("4 unsent"), "{:?}", h.reasons);
         // Every problem is named.
-        let h = assess(START + 1000, START, &ok, backlog(START - 901), 900);
+        let h = assess(START + 1000, &ok, backlog(START - 901), 900);
         assert_eq!(h.reasons.len(), 2, "{:?}", h.reasons);
     }
 }
