@@ -13,13 +13,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Desk;
+use common::daemon::{Daemon, wait_http};
 use common::mail::{
-    Imap, Instance, MailServer, deliver_to_maildir, header, mail_server, nonce, smtp_send, wait_for,
+    Imap, Instance, MailServer, deliver_to_maildir, free_port, header, mail_server, nonce,
+    smtp_send, wait_for,
 };
 use serde_json::Value;
 
@@ -123,90 +124,6 @@ fn customer_mail(
         "From: Cliente <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\n{id}Date: Mon, 23 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     )
     .into_bytes()
-}
-
-/// `postdesk run` in the background, its log in a file.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(desk: &Desk, env: &[(&str, &str)]) -> Daemon {
-        let log = desk.path("daemon.log");
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log");
-        let child = desk
-            .cmd()
-            .args(["run"])
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn postdesk run");
-        Daemon {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `needle` `times` times.
-    fn wait_log(&mut self, needle: &str, times: usize, limit: Duration) {
-        let log = self.log.clone();
-        wait_for(&format!("`{needle}` in the daemon's log"), limit, || {
-            self.assert_running();
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            (text.matches(needle).count() >= times).then_some(())
-        });
-    }
-
-    fn assert_running(&mut self) {
-        let child = self.child.as_mut().expect("daemon");
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("the daemon exited ({status}):\n{}", self.log());
-        }
-    }
-
-    /// SIGTERM; the daemon must exit 0 (within 30 s).
-    fn stop(mut self) -> String {
-        let mut child = self.child.take().expect("daemon");
-        // SAFETY: kill(2) on the pid of our own child.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-        let status = wait_for(
-            "the daemon to exit after SIGTERM",
-            Duration::from_secs(30),
-            || child.try_wait().expect("try_wait"),
-        );
-        let log = self.log();
-        assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
-        log
-    }
-
-    /// SIGKILL.
-    fn kill(mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// `postdesk run --once` with `env`; panics with the log unless it exits 0.
@@ -916,5 +833,58 @@ fn a_server_without_move_and_idle_is_polled_and_mail_copied_then_expunged() {
         support.messages(&n).is_empty(),
         "copied, flagged \\Deleted and expunged"
     );
+    daemon.stop();
+}
+
+#[test]
+fn healthz_fails_while_dovecot_is_down_and_recovers_when_it_is_back() {
+    let instance = Instance::start(&[]);
+    let ms = instance.server.clone();
+    let desk = imap_desk(&ms, &[], false);
+    let n = case_nonce(&desk);
+    let mut support = Imap::login(&ms, "support");
+    support.create(&n);
+    support.logout();
+    // Polled (IDLE re-issued) every second: down after 3 s without a poll.
+    let soporte = Mb {
+        poll: "1s",
+        ..mb("soporte", "support", &n)
+    };
+    let port = free_port();
+    std::fs::write(
+        &desk.config,
+        format!(
+            "{}\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+            config(&ms, &[soporte], false)
+        ),
+    )
+    .expect("config");
+    let mut daemon = Daemon::start(&desk, &[]);
+    daemon.wait_log("IMAP connected", 1, Duration::from_secs(30));
+    let up = |body: &str| -> Value { serde_json::from_str(body).expect("healthz JSON") };
+    let health = up(&wait_http(port, "/healthz", 200, Duration::from_secs(10)));
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["mailboxes"][0]["name"], "soporte", "{health}");
+    assert_eq!(health["mailboxes"][0]["healthy"], true, "{health}");
+
+    instance.run("stop");
+    // The imap process that holds the daemon's connection keeps serving it
+    // for up to ~30 s after the master stops (then says BYE): polls go on
+    // succeeding until then, and the verdict rightly stays 200.
+    let health = up(&wait_http(port, "/healthz", 503, Duration::from_secs(75)));
+    assert_eq!(health["status"], "unhealthy", "{health}");
+    assert_eq!(health["mailboxes"][0]["healthy"], false, "{health}");
+    let reason = health["reasons"][0].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("mailbox `soporte` has not polled successfully"),
+        "{health}"
+    );
+    // The outbox is not the problem.
+    assert_eq!(health["outbox"]["healthy"], true, "{health}");
+
+    instance.run("start");
+    let health = up(&wait_http(port, "/healthz", 200, RECONNECT));
+    assert_eq!(health["reasons"], serde_json::json!([]), "{health}");
+    daemon.assert_running();
     daemon.stop();
 }

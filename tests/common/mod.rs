@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod daemon;
 pub mod mail;
 
 use std::path::{Path, PathBuf};
