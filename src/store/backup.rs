@@ -291,3 +291,145 @@ fn publish(temp: &Path, target: &Path, existing: Existing) -> Result<(), BackupE
         .and_then(|d| d.sync_all())
         .map_err(BackupError::io(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreError, migrations};
+
+    /// A database left by an older postdesk: only the first `version`
+    /// migrations applied, with one ticket in it.
+    fn database_at(path: &Path, version: usize) {
+        let mut conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        migrations::all().to_version(&mut conn, version).unwrap();
+        conn.execute(
+            "INSERT INTO tickets (id, subject, status, priority, queue, mailbox, requester, created_at, updated_at)
+             VALUES (7, 'Old ticket', 'open', 'medium', 'general', 'soporte', 'ana@cliente.com', 0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+
+    fn version_and_tickets(path: &Path) -> (i64, i64) {
+        let conn = Connection::open(path).unwrap();
+        let tickets = conn
+            .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
+            .unwrap();
+        (user_version(&conn).unwrap(), tickets)
+    }
+
+    fn latest() -> i64 {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations::all().to_latest(&mut conn).unwrap();
+        user_version(&conn).unwrap()
+    }
+
+    #[test]
+    fn an_older_database_is_backed_up_then_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        database_at(&db, 3);
+        let bak = dir.path().join("postdesk.db.pre-v3.bak");
+        assert_eq!(pre_migration_path(&db, 3), bak);
+
+        let store = Store::open(&db).unwrap();
+        assert_eq!(
+            version_and_tickets(&bak),
+            (3, 1),
+            "the copy is the old database"
+        );
+        let conn = Connection::open(&bak).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        assert!(latest() > 3);
+        assert_eq!(
+            version_and_tickets(&db),
+            (latest(), 1),
+            "then it is migrated"
+        );
+        assert_eq!(store.ticket(7).unwrap().unwrap().subject, "Old ticket");
+
+        // Opening the migrated database again copies nothing more.
+        drop(store);
+        std::fs::remove_file(&bak).unwrap();
+        Store::open(&db).unwrap();
+        assert!(!bak.exists());
+    }
+
+    #[test]
+    fn a_new_database_is_not_backed_up() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(&dir.path().join("postdesk.db")).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".bak"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn no_migration_without_its_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        database_at(&db, 2);
+        // A directory in the way: the copy cannot be moved into place.
+        std::fs::create_dir_all(dir.path().join("postdesk.db.pre-v2.bak/x")).unwrap();
+        match Store::open(&db) {
+            Err(StoreError::Backup(_)) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("migrated without a backup"),
+        }
+        assert_eq!(version_and_tickets(&db), (2, 1), "left unmigrated");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_database_migrated_meanwhile_is_not_copied_as_the_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        database_at(&db, 3);
+        let conn = Connection::open(&db).unwrap();
+        // Another process migrated after this one read version 3.
+        assert_eq!(backup_before_migration(&conn, &db, 2).unwrap(), None);
+        assert!(!pre_migration_path(&db, 2).exists());
+    }
+
+    #[test]
+    fn an_existing_target_is_refused_unless_replacing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        database_at(&db, 3);
+        let target = dir.path().join("copy.db");
+        std::fs::write(&target, b"precious").unwrap();
+        match backup_database(&db, &target, Existing::Refuse) {
+            Err(BackupError::TargetExists(p)) => assert_eq!(p, target),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        let report = backup_database(&db, &target, Existing::Replace).unwrap();
+        assert_eq!((report.tickets, report.schema_version), (1, 3));
+        assert_eq!(report.bytes, std::fs::metadata(&target).unwrap().len());
+        assert_eq!(version_and_tickets(&target), (3, 1));
+    }
+
+    #[test]
+    fn a_missing_database_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        match backup_database(&db, &dir.path().join("copy.db"), Existing::Refuse) {
+            Err(BackupError::MissingDatabase(p)) => assert_eq!(p, db),
+            other => panic!("{other:?}"),
+        }
+        assert!(!db.exists());
+        assert!(!dir.path().join("copy.db").exists());
+    }
+}
