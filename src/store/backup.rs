@@ -33,6 +33,21 @@ const PAUSE: Duration = Duration::from_millis(5);
 /// A step that keeps failing with BUSY/LOCKED this long gives up.
 const BUSY_LIMIT: Duration = Duration::from_secs(30);
 
+/// How a copy advances: pages per step, and what runs between two steps
+/// (a short sleep; in tests, commits by another connection).
+struct Pace<'a> {
+    pages: i32,
+    between: &'a mut dyn FnMut(),
+}
+
+fn with_default_pace<T>(f: impl FnOnce(&mut Pace<'_>) -> T) -> T {
+    let mut pause = || std::thread::sleep(PAUSE);
+    f(&mut Pace {
+        pages: PAGES_PER_STEP,
+        between: &mut pause,
+    })
+}
+
 /// What to do when the target file already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
@@ -107,7 +122,7 @@ pub fn backup_database(
     )?;
     source.busy_timeout(Duration::from_secs(30))?;
     let snapshot = source.unchecked_transaction()?;
-    copy_snapshot(&snapshot, target, existing)
+    with_default_pace(|pace| copy_snapshot(&snapshot, target, existing, pace))
 }
 
 /// The copy taken before migrating an existing database at schema version
@@ -124,12 +139,8 @@ pub(super) fn backup_before_migration(
     if user_version(&snapshot)? != version {
         return Ok(None);
     }
-    copy_snapshot(
-        &snapshot,
-        &pre_migration_path(database, version),
-        Existing::Replace,
-    )
-    .map(Some)
+    let target = pre_migration_path(database, version);
+    with_default_pace(|pace| copy_snapshot(&snapshot, &target, Existing::Replace, pace)).map(Some)
 }
 
 /// `<db>.pre-v<version>.bak`, next to the database.
@@ -149,6 +160,7 @@ fn copy_snapshot(
     snapshot: &Transaction<'_>,
     target: &Path,
     existing: Existing,
+    pace: &mut Pace<'_>,
 ) -> Result<BackupReport, BackupError> {
     let schema_version = user_version(snapshot)?;
     let has_tickets: bool = snapshot.query_row(
@@ -175,7 +187,7 @@ fn copy_snapshot(
         });
     }
     let temp = temp_path(target);
-    let result = write_copy(snapshot, &temp).and_then(|pages| {
+    let result = write_copy(snapshot, &temp, pace).and_then(|pages| {
         publish(&temp, target, existing)?;
         let bytes = std::fs::metadata(target)
             .map_err(BackupError::io(target))?
@@ -219,7 +231,7 @@ fn journal_of(path: &Path) -> PathBuf {
 
 /// Copies every page into a new database at `temp`, fsynced; returns the
 /// number of pages.
-fn write_copy(snapshot: &Connection, temp: &Path) -> Result<u64, BackupError> {
+fn write_copy(snapshot: &Connection, temp: &Path, pace: &mut Pace<'_>) -> Result<u64, BackupError> {
     // A stale file of a dead process with our pid: never copy onto it.
     for stale in [temp.to_path_buf(), journal_of(temp)] {
         match std::fs::remove_file(&stale) {
@@ -233,11 +245,11 @@ fn write_copy(snapshot: &Connection, temp: &Path) -> Result<u64, BackupError> {
         let backup = Backup::new(snapshot, &mut copy)?;
         let mut blocked_since: Option<Instant> = None;
         loop {
-            match backup.step(PAGES_PER_STEP)? {
+            match backup.step(pace.pages)? {
                 StepResult::Done => break,
                 StepResult::More => {
                     blocked_since = None;
-                    std::thread::sleep(PAUSE);
+                    (pace.between)();
                 }
                 // BUSY or LOCKED: not expected while we hold the snapshot,
                 // but never spin.
@@ -357,6 +369,59 @@ mod tests {
         std::fs::remove_file(&bak).unwrap();
         Store::open(&db).unwrap();
         assert!(!bak.exists());
+    }
+
+    /// The property the design rests on: commits by other connections
+    /// between steps neither restart the copy nor leak into it.
+    #[test]
+    fn commits_during_a_copy_neither_restart_it_nor_enter_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        drop(Store::open(&db).unwrap());
+        let insert = |conn: &Connection, id: i64| {
+            conn.execute(
+                "INSERT INTO tickets (id, subject, status, priority, queue, mailbox, requester, created_at, updated_at)
+                 VALUES (?1, ?2, 'new', 'medium', 'general', 'soporte', 'ana@cliente.com', 0, 0)",
+                rusqlite::params![id, "x".repeat(2000)],
+            )
+            .unwrap();
+        };
+        let writer = Connection::open(&db).unwrap();
+        for id in 1..=200 {
+            insert(&writer, id);
+        }
+        let source = Connection::open(&db).unwrap();
+        let snapshot = source.unchecked_transaction().unwrap();
+        let (mut steps, mut next_id) = (0, 201);
+        let mut commit_one = || {
+            steps += 1;
+            assert!(steps < 10_000, "the copy keeps restarting");
+            insert(&writer, next_id);
+            next_id += 1;
+        };
+        let target = dir.path().join("copy.db");
+        let report = copy_snapshot(
+            &snapshot,
+            &target,
+            Existing::Refuse,
+            &mut Pace {
+                pages: 1,
+                between: &mut commit_one,
+            },
+        )
+        .unwrap();
+        drop(snapshot);
+        assert_eq!(report.tickets, 200);
+        assert!(report.pages > 100, "{report:?}");
+        assert_eq!(version_and_tickets(&target).1, 200, "only the snapshot");
+        let live = version_and_tickets(&db).1;
+        assert_eq!(live, 200 + steps, "a commit between every two steps");
+        assert_eq!(steps as u64, report.pages - 1, "one pass, no restart");
+        let check: String = Connection::open(&target)
+            .unwrap()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 
     #[test]
