@@ -16,6 +16,8 @@
 //! the rollback journal (one self-contained file, readable anywhere),
 //! fsynced, then moved into place (and the directory fsynced): the target
 //! is either absent/its old content or the complete new copy, never half.
+//! The copy gets the database file's permissions (it holds customers' mail),
+//! and the database itself is never a target.
 //!
 //! This module never decides when a backup is due; callers do.
 
@@ -75,6 +77,8 @@ pub enum BackupError {
     MissingDatabase(PathBuf),
     #[error("{0} already exists (pass --force to replace it)")]
     TargetExists(PathBuf),
+    #[error("{0} is the database itself")]
+    SameFile(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -122,7 +126,7 @@ pub fn backup_database(
     )?;
     source.busy_timeout(Duration::from_secs(30))?;
     let snapshot = source.unchecked_transaction()?;
-    with_default_pace(|pace| copy_snapshot(&snapshot, target, existing, pace))
+    with_default_pace(|pace| copy_snapshot(&snapshot, database, target, existing, pace))
 }
 
 /// The copy taken before migrating an existing database at schema version
@@ -140,7 +144,8 @@ pub(super) fn backup_before_migration(
         return Ok(None);
     }
     let target = pre_migration_path(database, version);
-    with_default_pace(|pace| copy_snapshot(&snapshot, &target, Existing::Replace, pace)).map(Some)
+    with_default_pace(|pace| copy_snapshot(&snapshot, database, &target, Existing::Replace, pace))
+        .map(Some)
 }
 
 /// `<db>.pre-v<version>.bak`, next to the database.
@@ -158,6 +163,7 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 /// snapshot; the backup then copies exactly that state.
 fn copy_snapshot(
     snapshot: &Transaction<'_>,
+    database: &Path,
     target: &Path,
     existing: Existing,
     pace: &mut Pace<'_>,
@@ -176,6 +182,9 @@ fn copy_snapshot(
     if existing == Existing::Refuse && target.symlink_metadata().is_ok() {
         return Err(BackupError::TargetExists(target.to_path_buf()));
     }
+    if same_file(database, target) {
+        return Err(BackupError::SameFile(target.to_path_buf()));
+    }
     let dir = directory_of(target);
     if !dir.is_dir() {
         return Err(BackupError::Io {
@@ -187,7 +196,7 @@ fn copy_snapshot(
         });
     }
     let temp = temp_path(target);
-    let result = write_copy(snapshot, &temp, pace).and_then(|pages| {
+    let result = write_copy(snapshot, database, &temp, pace).and_then(|pages| {
         publish(&temp, target, existing)?;
         let bytes = std::fs::metadata(target)
             .map_err(BackupError::io(target))?
@@ -217,6 +226,38 @@ fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Whether `a` and `b` name the same existing file (also through links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        ),
+        _ => false,
+    }
+}
+
+/// Creates the empty file `path` with the permissions of `like`.
+fn create_like(path: &Path, like: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mode = std::fs::metadata(like).map_or(0o600, |m| m.permissions().mode() & 0o777);
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = like;
+    options.open(path).map(drop)
+}
+
 fn directory_of(path: &Path) -> &Path {
     path.parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -231,7 +272,12 @@ fn journal_of(path: &Path) -> PathBuf {
 
 /// Copies every page into a new database at `temp`, fsynced; returns the
 /// number of pages.
-fn write_copy(snapshot: &Connection, temp: &Path, pace: &mut Pace<'_>) -> Result<u64, BackupError> {
+fn write_copy(
+    snapshot: &Connection,
+    database: &Path,
+    temp: &Path,
+    pace: &mut Pace<'_>,
+) -> Result<u64, BackupError> {
     // A stale file of a dead process with our pid: never copy onto it.
     for stale in [temp.to_path_buf(), journal_of(temp)] {
         match std::fs::remove_file(&stale) {
@@ -240,6 +286,9 @@ fn write_copy(snapshot: &Connection, temp: &Path, pace: &mut Pace<'_>) -> Result
             Err(e) => return Err(BackupError::io(&stale)(e)),
         }
     }
+    // Created here, not by SQLite (0644 less the umask): the copy holds
+    // customers' mail, so it gets the database's own permissions.
+    create_like(temp, database).map_err(BackupError::io(temp))?;
     let mut copy = Connection::open(temp)?;
     let pages = {
         let backup = Backup::new(snapshot, &mut copy)?;
@@ -402,6 +451,7 @@ mod tests {
         let target = dir.path().join("copy.db");
         let report = copy_snapshot(
             &snapshot,
+            &db,
             &target,
             Existing::Refuse,
             &mut Pace {
@@ -484,6 +534,36 @@ mod tests {
         assert_eq!((report.tickets, report.schema_version), (1, 3));
         assert_eq!(report.bytes, std::fs::metadata(&target).unwrap().len());
         assert_eq!(version_and_tickets(&target), (3, 1));
+    }
+
+    #[test]
+    fn the_database_itself_is_never_a_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        database_at(&db, 3);
+        let link = dir.path().join("link.db");
+        std::fs::hard_link(&db, &link).unwrap();
+        for target in [&db, &link] {
+            match backup_database(&db, target, Existing::Replace) {
+                Err(BackupError::SameFile(p)) => assert_eq!(&p, target),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(version_and_tickets(&db), (3, 1));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_copy_is_as_private_as_the_database() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("postdesk.db");
+        database_at(&db, 3);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let target = dir.path().join("copy.db");
+        backup_database(&db, &target, Existing::Refuse).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]
