@@ -92,6 +92,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Database maintenance: online backup.
+    Db {
+        #[command(subcommand)]
+        command: cli::db::DbCommand,
+    },
 }
 
 /// An error and the exit code it maps to.
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
         Command::Inbound { since, json } => cli::logs::inbound(&config, since, json),
         Command::Outbox { status, json } => cli::logs::outbox(&config, status.as_deref(), json),
         Command::Sla { json } => cli::sla::sla(&config, clock, json),
+        Command::Db { command } => cli::db::db(&config, command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,6 +2,7 @@
 //! returns an exit code; a bad config is exit 2 with file, line and key.
 
 pub mod check_config;
+pub mod db;
 pub mod ingest;
 pub mod logs;
 pub mod run;

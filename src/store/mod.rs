@@ -7,6 +7,7 @@
 //!
 //! [`DeskView`]: postdesk_core::view::DeskView
 
+pub mod backup;
 pub mod mailbox_state;
 mod migrations;
 pub mod monitoring;
@@ -34,6 +35,10 @@ pub enum StoreError {
     },
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// The copy taken before a migration failed; the database was left as
+    /// it was, unmigrated.
+    #[error("backing up the database before migrating it: {0}")]
+    Backup(#[from] backup::BackupError),
 }
 
 impl StoreError {
@@ -52,6 +57,7 @@ impl StoreError {
                 )
             }
             StoreError::Directory { .. } => true,
+            StoreError::Backup(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -88,7 +94,7 @@ impl Store {
         // The per-message SAVEPOINT's sub-journal stays in memory, not a temp file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrations::all().to_latest(&mut conn)?;
+        migrate(&mut conn, path, &migrations::all())?;
         Ok(Store { conn })
     }
 
@@ -102,6 +108,32 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
         })
     }
+}
+
+/// Applies pending `migrations`; an existing database (schema version > 0)
+/// is first copied to `<db>.pre-v<N>.bak`, and left unmigrated if that copy
+/// fails.
+fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &rusqlite_migration::Migrations<'_>,
+) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > 0
+        && migrations.pending_migrations(conn)? > 0
+        && let Some(report) = backup::backup_before_migration(conn, path, version)?
+    {
+        tracing::info!(
+            backup = %report.path.display(),
+            from_version = version,
+            pages = report.pages,
+            bytes = report.bytes,
+            tickets = report.tickets,
+            "database backed up before migrating its schema"
+        );
+    }
+    migrations.to_latest(conn)?;
+    Ok(())
 }
 
 /// An open write transaction; dropped without `commit` it rolls back.
