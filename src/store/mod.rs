@@ -132,8 +132,26 @@ fn migrate(
             "database backed up before migrating its schema"
         );
     }
-    migrations.to_latest(conn)?;
-    Ok(())
+    // Two processes opening a new database at once (the daemon and an
+    // MTA's `ingest`, or an admin's `ticket list`) both see it unmigrated,
+    // and the loser's migration fails half-way (rolled back). It looks
+    // again: when the winner brought the schema up to date, all is well.
+    let mut attempt = 0u64;
+    loop {
+        match migrations.to_latest(conn) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                attempt += 1;
+                if migrations.pending_migrations(conn)? == 0 {
+                    return Ok(());
+                }
+                if attempt >= 5 {
+                    return Err(e.into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+            }
+        }
+    }
 }
 
 /// An open write transaction; dropped without `commit` it rolls back.
