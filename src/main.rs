@@ -12,6 +12,7 @@ mod intake;
 mod json;
 mod source;
 mod store;
+mod tabular;
 mod telemetry;
 mod templates;
 mod timers;
@@ -90,6 +91,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Figures of a period (default: this month so far, in the desk's time
+    /// zone): opened, resolved, closed, cancelled, backlog at its end,
+    /// first-response and resolution working times (median, p90) and SLA
+    /// compliance, per group and in total.
+    Report(cli::report::ReportArgs),
+    /// One row per ticket with its summary fields, as CSV or xlsx.
+    Export(cli::export::ExportArgs),
 }
 
 /// An error and the exit code it maps to.
@@ -129,6 +137,8 @@ fn main() -> ExitCode {
         Command::Inbound { since, json } => cli::logs::inbound(&config, since, json),
         Command::Outbox { status, json } => cli::logs::outbox(&config, status.as_deref(), json),
         Command::Sla { json } => cli::sla::sla(&config, clock, json),
+        Command::Report(args) => cli::report::report(&config, clock, args),
+        Command::Export(args) => cli::export::export(&config, clock, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

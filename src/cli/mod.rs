@@ -2,8 +2,10 @@
 //! returns an exit code; a bad config is exit 2 with file, line and key.
 
 pub mod check_config;
+pub mod export;
 pub mod ingest;
 pub mod logs;
+pub mod report;
 pub mod run;
 pub mod sla;
 pub mod ticket;

@@ -9,6 +9,7 @@
 
 pub mod mailbox_state;
 mod migrations;
+mod report;
 mod view;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+pub use report::ReportTicket;
 pub use view::TxView;
 
 /// A fault of the store. `is_transient` tells "try again later" (locked,

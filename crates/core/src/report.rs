@@ -287,6 +287,18 @@ pub fn ticket_times(config: &Config, t: &TicketFacts) -> (Option<i64>, Option<i6
     (first, resolution)
 }
 
+/// A ticket's whole life as known at `now` (for `export`): its working
+/// times and whether each deadline was met or missed, in any period.
+pub fn lifetime(config: &Config, t: &TicketFacts, now: DateTime<Utc>) -> Measures {
+    let always = Period {
+        from: NaiveDate::MIN,
+        to: NaiveDate::MAX,
+        start: DateTime::<Utc>::MIN_UTC,
+        end: DateTime::<Utc>::MAX_UTC,
+    };
+    measure(config, t, &always, now)
+}
+
 /// A ticket's part in the report of `period`, as known at `now`.
 pub fn measure(config: &Config, t: &TicketFacts, period: &Period, now: DateTime<Utc>) -> Measures {
     let clocks = Clocks::of(config, t);
@@ -649,6 +661,9 @@ resolution = "72h"
         assert_eq!(m.resolution, Some(Outcome::Met));
         assert!(m.opened && m.resolved && !m.closed && !m.backlog);
         assert_eq!(ticket_times(&c, &t), (Some(5400), Some(9 * 3600)));
+        let life = lifetime(&c, &t, utc(NOW));
+        assert_eq!(life.first_response_seconds, Some(5400));
+        assert_eq!(life.resolution, Some(Outcome::Met));
     }
 
     #[test]
