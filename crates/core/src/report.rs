@@ -6,7 +6,7 @@
 //! Pure: the shell reads each ticket's facts (its fields and every status it
 //! entered, from the event log) and the clock; everything is computed here.
 //!
-//! Definitions (also in README "Reports and export"):
+//! Definitions (also in ARCHITECTURE.md, "Decisions where the spec is silent"):
 //! - A period is `[from 00:00, to + 1 day 00:00)` in the desk's time zone.
 //! - *Resolved*: the ticket entered `resolved`, or `closed` straight from
 //!   `new`/`open`/`waiting`, in the period (each ticket counted once).
