@@ -95,6 +95,13 @@ enum Command {
     /// zone): opened, resolved, closed, cancelled, backlog at its end,
     /// first-response and resolution working times (median, p90) and SLA
     /// compliance, per group and in total.
+    ///
+    /// Events count in the period they happened in. Times are working time
+    /// in the calendar of the ticket's SLA policy, without the time the
+    /// resolution clock was stopped (waiting, resolved). Each deadline counts
+    /// once, in the period it was met or missed (a deadline that passed
+    /// without an answer counts as missed there, even if the ticket is
+    /// still open); compliance % = met / (met + missed).
     Report(cli::report::ReportArgs),
     /// One row per ticket with its summary fields, as CSV or xlsx.
     Export(cli::export::ExportArgs),

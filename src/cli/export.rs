@@ -27,6 +27,8 @@ fn parse_status(s: &str) -> Result<Status, String> {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// csv: instants in RFC 3339 UTC; xlsx: Excel date-times in the desk's
+    /// time zone. Working times in seconds in both.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Only tickets created on or after this day (YYYY-MM-DD, desk time zone).
@@ -38,6 +40,7 @@ pub struct ExportArgs {
     /// Only tickets now in this status (repeatable).
     #[arg(long = "status", value_parser = parse_status)]
     pub statuses: Vec<Status>,
+    /// The file to write.
     #[arg(long)]
     pub output: PathBuf,
 }

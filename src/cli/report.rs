@@ -59,6 +59,8 @@ pub struct ReportArgs {
     /// then the total. Without it: one row, `all`.
     #[arg(long, value_enum)]
     pub by: Option<By>,
+    /// table: aligned text; csv, json: times in seconds, compliance in %;
+    /// xlsx: a workbook (needs --output).
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
     /// Write to this file instead of stdout (required for xlsx).
