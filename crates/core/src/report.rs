@@ -626,6 +626,26 @@ resolution = "72h"
     }
 
     #[test]
+    fn periods_follow_daylight_saving_time() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // March in Madrid: starts at UTC+1, ends at UTC+2.
+        let march =
+            Period::days(chrono_tz::Europe::Madrid, day(2026, 3, 1), day(2026, 3, 31)).unwrap();
+        assert_eq!(march.start, utc("2026-02-28T23:00:00Z"));
+        assert_eq!(march.end, utc("2026-03-31T22:00:00Z"));
+        // Santiago de Chile skips its midnight when summer time starts: the
+        // day begins at 01:00 (UTC-3).
+        let skipped = Period::days(
+            chrono_tz::America::Santiago,
+            day(2026, 9, 6),
+            day(2026, 9, 6),
+        )
+        .unwrap();
+        assert_eq!(skipped.start, utc("2026-09-06T04:00:00Z"));
+        assert_eq!(skipped.end, utc("2026-09-07T03:00:00Z"));
+    }
+
+    #[test]
     fn percentiles_interpolate_like_excel() {
         assert_eq!(percentile(&mut [], 0.5), None);
         assert_eq!(percentile(&mut [7], 0.9), Some(7));
@@ -761,6 +781,27 @@ resolution = "72h"
         let m = measure(&c, &cancelled, &november(), utc(NOW));
         assert_eq!((m.first_response, m.resolution), (None, None));
         assert!(m.cancelled && m.opened && !m.backlog);
+    }
+
+    #[test]
+    fn without_a_policy_times_are_wall_clock_and_there_are_no_outcomes() {
+        let c = config();
+        // Closed straight from open on Saturday: a resolution too.
+        let mut t = ticket(
+            "general",
+            "2026-11-06T10:00:00Z",
+            &[
+                ("2026-11-06T12:00:00Z", Status::Open),
+                ("2026-11-07T10:00:00Z", Status::Closed),
+            ],
+        );
+        t.sla_policy = None;
+        t.first_response_at = Some(utc("2026-11-06T12:00:00Z"));
+        let m = measure(&c, &t, &november(), utc(NOW));
+        assert_eq!(m.first_response_seconds, Some(7200));
+        assert_eq!(m.resolution_seconds, Some(86400));
+        assert_eq!((m.first_response, m.resolution), (None, None));
+        assert!(m.resolved && m.closed && !m.backlog);
     }
 
     #[test]
