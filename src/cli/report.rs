@@ -126,10 +126,11 @@ pub fn report(config: &Path, clock: Clock, args: ReportArgs) -> Result<u8, Failu
         }
         ReportFormat::Csv => emit(args.output.as_deref(), &table(&period, &lines).csv()?),
         ReportFormat::Json => {
-            let mut rows: Vec<Value> = built.rows.iter().map(row_json).collect();
-            if by.is_none() {
-                rows = lines.iter().map(row_json).collect();
-            }
+            // Grouped: the groups; not grouped: the one `all` row.
+            let rows: Vec<Value> = match by {
+                Some(_) => built.rows.iter().map(row_json).collect(),
+                None => lines.iter().map(row_json).collect(),
+            };
             let doc = json!({
                 "from": period.from.to_string(),
                 "to": period.to.to_string(),
