@@ -114,14 +114,17 @@ impl Table {
                 }
             }
         }
+        // Right-aligned: columns of numbers (blanks included, so a column
+        // with no value yet lines up like the others).
         let numeric: Vec<bool> = (0..header.len())
             .map(|i| {
-                self.rows.iter().any(|r| {
-                    matches!(
-                        r.get(i),
-                        Some(Cell::Int(_) | Cell::Percent(_) | Cell::Seconds(_))
-                    )
-                })
+                !self.rows.is_empty()
+                    && self.rows.iter().all(|r| {
+                        matches!(
+                            r.get(i),
+                            Some(Cell::Int(_) | Cell::Percent(_) | Cell::Seconds(_) | Cell::Empty)
+                        )
+                    })
             })
             .collect();
         let mut out = String::new();
@@ -247,6 +250,9 @@ mod tests {
             t.text(),
             "GROUP       OPENED\na, b            12\nlong group       3\n"
         );
+        let mut blank = Table::new(&["group", "median"]);
+        blank.rows.push(vec![Cell::text("all"), Cell::Empty]);
+        assert_eq!(blank.text(), "GROUP  MEDIAN\nall         -\n");
         let csv = String::from_utf8(t.csv().unwrap()).unwrap();
         assert_eq!(csv, "group,opened\n\"a, b\",12\nlong group,3\n");
     }
