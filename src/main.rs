@@ -14,6 +14,7 @@ mod json;
 mod metrics;
 mod source;
 mod store;
+mod tabular;
 mod telemetry;
 mod templates;
 mod timers;
@@ -97,6 +98,20 @@ enum Command {
         #[command(subcommand)]
         command: cli::db::DbCommand,
     },
+    /// Figures of a period (default: this month so far, in the desk's time
+    /// zone): opened, resolved, closed, cancelled, backlog at its end,
+    /// first-response and resolution working times (median, p90) and SLA
+    /// compliance, per group and in total.
+    ///
+    /// Events count in the period they happened in. Times are working time
+    /// in the calendar of the ticket's SLA policy, without the time the
+    /// resolution clock was stopped (waiting, resolved). Each deadline counts
+    /// once, in the period it was met or missed (a deadline that passed
+    /// without an answer counts as missed there, even if the ticket is
+    /// still open); compliance % = met / (met + missed).
+    Report(cli::report::ReportArgs),
+    /// One row per ticket with its summary fields, as CSV or xlsx.
+    Export(cli::export::ExportArgs),
 }
 
 /// An error and the exit code it maps to.
@@ -137,6 +152,8 @@ fn main() -> ExitCode {
         Command::Outbox { status, json } => cli::logs::outbox(&config, status.as_deref(), json),
         Command::Sla { json } => cli::sla::sla(&config, clock, json),
         Command::Db { command } => cli::db::db(&config, command),
+        Command::Report(args) => cli::report::report(&config, clock, args),
+        Command::Export(args) => cli::export::export(&config, clock, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -3,8 +3,10 @@
 
 pub mod check_config;
 pub mod db;
+pub mod export;
 pub mod ingest;
 pub mod logs;
+pub mod report;
 pub mod run;
 pub mod sla;
 pub mod ticket;

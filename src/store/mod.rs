@@ -11,6 +11,7 @@ pub mod backup;
 pub mod mailbox_state;
 mod migrations;
 pub mod monitoring;
+mod report;
 mod view;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+pub use report::ReportTicket;
 pub use view::TxView;
 
 /// A fault of the store. `is_transient` tells "try again later" (locked,

@@ -15,6 +15,7 @@ pub mod intake;
 pub mod machine;
 pub mod mail;
 pub mod outgoing;
+pub mod report;
 pub mod sla;
 pub mod subject;
 pub mod text;
