@@ -9,6 +9,7 @@ use postdesk_core::outgoing::{About, AutoSubmitted, Notice, admit};
 use postdesk_core::ticket::Status;
 use postdesk_core::timers::{self, TimerAction, TimerTicket};
 use serde_json::json;
+use tracing::info;
 
 use crate::desk::Desk;
 use crate::intake::{apply_transition, notify_agents_of, queue_notices, settle_sla, sla_clock};
@@ -42,11 +43,13 @@ pub fn run_timers(store: &mut Store, desk: &Desk, now: DateTime<Utc>) -> Result<
     let at = now.timestamp();
     let tx = store.begin()?;
     let mut fired = 0;
+    let mut done = Vec::new();
     for action in &actions {
         if !tx.timer_fire(&action.key(), at)? {
             continue;
         }
         fired += 1;
+        done.push(action);
         let ticket_id = match action {
             TimerAction::SlaWarning { ticket, .. }
             | TimerAction::SlaBreach { ticket, .. }
@@ -229,6 +232,17 @@ pub fn run_timers(store: &mut Store, desk: &Desk, now: DateTime<Utc>) -> Result<
         tx.timer_fire(marker, at)?;
     }
     tx.commit()?;
+    for action in done {
+        match action {
+            TimerAction::Reminder { .. } => info!(key = %action.key(), "timer fired"),
+            TimerAction::SlaWarning { ticket, .. }
+            | TimerAction::SlaBreach { ticket, .. }
+            | TimerAction::Escalate { ticket, .. }
+            | TimerAction::AutoClose { ticket } => {
+                info!(ticket, key = %action.key(), "timer fired");
+            }
+        }
+    }
     Ok(fired)
 }
 
