@@ -120,16 +120,23 @@ def render(bench, meta, roundup):
         out.append(f"### postdesk and Roundup on the same {n}-message corpus (`roundup`)")
         out.append("")
         out.append(
-            "| | messages | time | msg/s | postdesk / this |"
+            "| | messages | time | msg/s | peak RSS | postdesk `ingest` / this "
+            "| `run --once` / this | intake alone / this |"
         )
-        out.append("|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|")
         out.append(
-            f"| postdesk `run --once`, whole process (median of 3) | {n} "
-            f"| {num(int(pd['whole_ms']) / 1000, 2)} s | {num(pd['whole_rate'])} | — |"
+            f"| **postdesk `ingest`**, one process (median of 3) | {n} "
+            f"| {num(int(pd['ingest_ms']) / 1000, 2)} s | **{num(pd['ingest_rate'])}** "
+            f"| {mb(pd['ingest_peak_rss_kb'])} | | | |"
         )
         out.append(
-            f"| postdesk intake alone (`mailbox drained`) | {n} "
-            f"| {num(int(pd['intake_ms']) / 1000, 2)} s | {num(pd['intake_rate'])} | — |"
+            f"| postdesk `run --once`, also delivering the queued mail as `.eml` "
+            f"(median of 3) | {n} | {num(int(pd['whole_ms']) / 1000, 2)} s "
+            f"| {num(pd['whole_rate'])} | {mb(pd['peak_rss_kb'])} | | | |"
+        )
+        out.append(
+            f"| postdesk intake alone (`mailbox drained`, median of 3) | {n} "
+            f"| {num(int(pd['intake_ms']) / 1000, 2)} s | {num(pd['intake_rate'])} | | | | |"
         )
         names = {
             "mbox-cheap": "Roundup mbox, `password_pbkdf2_default_rounds = 1000`",
@@ -142,22 +149,31 @@ def render(bench, meta, roundup):
                 name += f" ({num(r['rounds'])} rounds)"
             out.append(
                 f"| {name} | {num(r['messages'])} | {num(int(r['ms']) / 1000, 1)} s "
-                f"| {num(r['rate'], 1)} | **{r['ratio']}×** (intake alone {r['ratio_intake']}×) |"
+                f"| {num(r['rate'], 1)} | {mb(r['peak_rss_kb'])} | **{r['ratio']}×** "
+                f"| {r['ratio_run']}× | {r['ratio_intake']}× |"
             )
+        sent = ", ".join(f"{r['mode']} {r['outgoing']}" for r in roundup)
+        out.append("")
+        out.append(
+            f"Mail Roundup sent (to its debug file): {sent}. postdesk queues an "
+            f"acknowledgement and a team notification per new ticket and a team "
+            f"notification per follow-up."
+        )
         best = max(roundup, key=lambda r: float(r["rate"]))
         ratio = float(best["ratio"])
         need = 100 * float(best["rate"])
         out.append("")
         out.append(
             f"Acceptance (issue #7): postdesk ≥ 100× Roundup's best mode. Best mode "
-            f"here: {best['mode']} at {num(best['rate'], 1)} msg/s. postdesk's whole "
-            f"process on the same corpus is **{best['ratio']}×** that (its intake "
-            f"alone {best['ratio_intake']}×): "
+            f"here: {best['mode']} at {num(best['rate'], 1)} msg/s. postdesk "
+            f"`ingest` (one process over the same corpus, like Roundup's mbox mode) "
+            f"is **{best['ratio']}×** that (`run --once` with delivery "
+            f"{best['ratio_run']}×, intake alone {best['ratio_intake']}×): "
             + (
                 "**met**."
                 if ratio >= 100
-                else f"**not met** — 100× needs {num(need)} msg/s for the whole "
-                f"process, {num(need / float(pd['whole_rate']), 1)}× today's."
+                else f"**not met** — 100× needs {num(need)} msg/s, "
+                f"{num(need / float(pd['ingest_rate']), 1)}× today's `ingest`."
             )
         )
         out.append("")
