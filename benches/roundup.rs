@@ -9,13 +9,15 @@
 //! the same follow-ups on the same tickets (both number tickets 1, 2, ... in
 //! arrival order); nothing else differs.
 //!
-//! - postdesk, three rounds on fresh desks, medians: `postdesk ingest` of
-//!   the corpus files in one process (take in, store, queue the acks and
-//!   team notifications, deliver nothing) — like for like with Roundup's
-//!   mbox mode, whole process start to exit, and the figure the ratio uses;
-//!   `postdesk run --once` over the corpus as a Maildir, which also delivers
-//!   every queued mail as an `.eml` file (whole process, and the daemon's
-//!   own intake time).
+//! - postdesk, five rounds on fresh desks, medians: `postdesk run --once`
+//!   over the corpus as a Maildir — postdesk's way to take in a backlog in
+//!   one process, as the mbox mode is Roundup's, and SPEC §10's Maildir
+//!   path — whole process start to exit, and the figure the ratio uses. It
+//!   does more than Roundup: it also delivers every queued ack and team
+//!   notification as an `.eml` file (Roundup's `classic` sends none; the
+//!   bench counts them). Beside it: the daemon's own intake time, and
+//!   `postdesk ingest FILE...` of the same files in one process (the
+//!   MTA-pipe command, which delivers nothing).
 //! - Roundup (`roundup-mailgw`, sqlite backend, template `classic`, outgoing
 //!   mail written to a file by `[mail] debug`, no MTA; anonymous `Email
 //!   Access` switched on in `schema.py` so unknown senders are registered,
@@ -72,14 +74,13 @@ fn main() {
     );
 
     // ------------------------------------------------------------ postdesk
-    // Three rounds, each on fresh desks: `postdesk ingest` of the corpus in
-    // one process — what Roundup's mbox mode does: take everything in, store
-    // it, deliver nothing (postdesk queues its acks and team notifications)
-    // — and `run --once` over the same corpus as a Maildir, which also
-    // delivers the queued mail as `.eml` files.
+    // Five rounds, each on fresh desks (the shared disk makes single runs
+    // noisy): `run --once` over the corpus as a Maildir, and `postdesk
+    // ingest` of the same files in one process.
     let mut ingests = Vec::new();
     let mut runs = Vec::new();
-    for i in 0..3 {
+    const ROUNDS: usize = 5;
+    for i in 0..ROUNDS {
         let root = dir.path().join(format!("ingest-{i}"));
         std::fs::create_dir_all(&root).expect("desk dir");
         backlog::write_maildir_config(&root);
@@ -125,17 +126,17 @@ fn main() {
         runs.push(run);
     }
     ingests.sort_by_key(|r| r.elapsed);
-    let ingest = &ingests[1];
+    let ingest = &ingests[ROUNDS / 2];
     runs.sort_by_key(|r| r.elapsed);
-    let median = &runs[1];
+    let median = &runs[ROUNDS / 2];
     let mut intakes: Vec<u64> = runs.iter().map(|r| r.intake_ms).collect();
     intakes.sort_unstable();
-    let intake_ms = intakes[1];
+    let intake_ms = intakes[ROUNDS / 2];
     let pd_ingest_rate = n as f64 / ingest.elapsed.as_secs_f64();
     let pd_rate = n as f64 / median.elapsed.as_secs_f64();
     let pd_intake_rate = n as f64 / (intake_ms.max(1) as f64 / 1000.0);
     println!(
-        "postdesk (medians of 3): ingest {:.0} ms = {pd_ingest_rate:.0} msg/s; run --once {:.0} ms = {pd_rate:.0} msg/s; intake alone {intake_ms} ms = {pd_intake_rate:.0} msg/s",
+        "postdesk (medians of {ROUNDS}): ingest {:.0} ms = {pd_ingest_rate:.0} msg/s; run --once {:.0} ms = {pd_rate:.0} msg/s; intake alone {intake_ms} ms = {pd_intake_rate:.0} msg/s",
         ms(ingest.elapsed),
         ms(median.elapsed),
     );
@@ -143,6 +144,7 @@ fn main() {
         "roundup_postdesk",
         &[
             ("messages", n.to_string()),
+            ("rounds", ROUNDS.to_string()),
             ("ingest_ms", format!("{:.0}", ms(ingest.elapsed))),
             ("ingest_rate", format!("{pd_ingest_rate:.0}")),
             ("ingest_peak_rss_kb", ingest.peak_kb.to_string()),
@@ -258,10 +260,10 @@ fn main() {
     } in results
     {
         let rate = count as f64 / elapsed.as_secs_f64();
-        let ratio = pd_ingest_rate / rate;
+        let ratio = pd_rate / rate;
         println!(
-            "postdesk / Roundup {mode}: ingest {pd_ingest_rate:.0} / {rate:.1} = {ratio:.1}x (run --once {:.1}x, intake alone {:.1}x)",
-            pd_rate / rate,
+            "postdesk / Roundup {mode}: run --once {pd_rate:.0} / {rate:.1} = {ratio:.1}x (ingest {:.1}x, intake alone {:.1}x)",
+            pd_ingest_rate / rate,
             pd_intake_rate / rate
         );
         backlog::report(
@@ -281,7 +283,7 @@ fn main() {
                 ("outgoing", outgoing.to_string()),
                 ("peak_rss_kb", peak_kb.to_string()),
                 ("ratio", format!("{ratio:.1}")),
-                ("ratio_run", format!("{:.1}", pd_rate / rate)),
+                ("ratio_ingest", format!("{:.1}", pd_ingest_rate / rate)),
                 ("ratio_intake", format!("{:.1}", pd_intake_rate / rate)),
             ],
         );
