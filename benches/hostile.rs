@@ -5,6 +5,10 @@
 //! child's peak RSS (getrusage of that child alone, measured via wait4) are printed.
 //!
 //!   cargo bench --bench hostile
+//!
+//! Each case also prints a `BENCH hostile case=... ms=... peak_rss_kb=...
+//! disposition=...` line for `scripts/bench` (the case name with `_` for
+//! spaces).
 
 use std::path::Path;
 use std::process::Command;
@@ -53,11 +57,16 @@ fn run(name: &str, raw: &str, limit: &str) {
         .output()
         .expect("inbound");
     let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let disposition = log[0]["disposition"].as_str().unwrap_or("?");
     println!(
-        "{name:<42} {:>8.1} ms  peak RSS {:>6.1} MB  {}",
-        started.elapsed().as_secs_f64() * 1000.0,
+        "{name:<42} {ms:>8.1} ms  peak RSS {:>6.1} MB  {disposition}",
         usage.ru_maxrss as f64 / 1024.0,
-        log[0]["disposition"].as_str().unwrap_or("?")
+    );
+    println!(
+        "BENCH hostile case={} ms={ms:.0} peak_rss_kb={} disposition={disposition}",
+        name.replace(' ', "_"),
+        usage.ru_maxrss
     );
 }
 

@@ -17,8 +17,11 @@
 //! like mail that arrived while postdesk was down.
 //!
 //! Starts its own mail server (`scripts/mailserver`, as root) on free ports
-//! in its own directory. `cargo bench --bench imap`; POSTDESK_BENCH_MESSAGES
-//! (10000) and POSTDESK_BENCH_ROUNDS (20) override the sizes.
+//! in its own directory, or with POSTDESK_BENCH_MS_ENV=1 uses the running one
+//! the `MS_*` variables describe (`scripts/bench` does). `cargo bench --bench
+//! imap`; POSTDESK_BENCH_MESSAGES (10000) and POSTDESK_BENCH_ROUNDS (20)
+//! override the sizes. Prints `BENCH imap_backlog ...` and `BENCH
+//! imap_latency ...` lines for `scripts/bench`.
 
 #[path = "common/backlog.rs"]
 mod backlog;
@@ -27,7 +30,6 @@ mod backlog;
 #[path = "../tests/common/mail.rs"]
 mod mail;
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -50,15 +52,23 @@ fn main() {
     let messages = env_number("POSTDESK_BENCH_MESSAGES", 10_000);
     let rounds = env_number("POSTDESK_BENCH_ROUNDS", 20);
     let started = Instant::now();
-    let instance = Instance::start(&[]);
+    let _instance;
+    let server = if std::env::var_os("POSTDESK_BENCH_MS_ENV").is_some_and(|v| v == "1") {
+        mail::mail_server()
+    } else {
+        let instance = Instance::start(&[]);
+        let server = instance.server.clone();
+        _instance = instance;
+        server
+    };
     println!(
         "mail server up in {:.1} s (IMAP 127.0.0.1:{}, SMTP 127.0.0.1:{})",
         started.elapsed().as_secs_f64(),
-        instance.server.imap_port,
-        instance.server.smtp_port
+        server.imap_port,
+        server.smtp_port
     );
-    backlog(&instance.server, messages);
-    latency(&instance.server, rounds);
+    backlog(&server, messages);
+    latency(&server, rounds);
 }
 
 // ------------------------------------------------------------- backlog ----
@@ -108,10 +118,8 @@ fn backlog(server: &MailServer, n: usize) {
         status == 0,
         "postdesk run --once failed ({status}): {stderr}"
     );
-    let drain_ms = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v["fields"]["elapsed_ms"].as_u64())
+    let drain_ms = backlog::logged(stderr.as_bytes(), "mailbox drained", "elapsed_ms")
+        .and_then(|v| v.as_u64())
         .expect("the daemon logs `mailbox drained` with elapsed_ms");
     let inbound = count(dir.path(), &["inbound", "--json"]);
     let outbox = count(dir.path(), &["outbox", "--json"]);
@@ -138,6 +146,25 @@ fn backlog(server: &MailServer, n: usize) {
     println!(
         "backlog: peak RSS of postdesk: {:.1} MB",
         peak_kb as f64 / 1024.0
+    );
+    backlog::report(
+        "imap_backlog",
+        &[
+            ("messages", n.to_string()),
+            ("bytes", bytes.to_string()),
+            ("queued_mails", outbox.to_string()),
+            ("drain_ms", drain_ms.to_string()),
+            (
+                "drain_rate",
+                format!("{:.0}", n as f64 / (drain_ms.max(1) as f64 / 1000.0)),
+            ),
+            ("whole_ms", elapsed.as_millis().to_string()),
+            (
+                "whole_rate",
+                format!("{:.0}", n as f64 / elapsed.as_secs_f64()),
+            ),
+            ("peak_rss_kb", peak_kb.to_string()),
+        ],
     );
 }
 
@@ -186,19 +213,7 @@ fn write_config(root: &Path, server: &MailServer, folder: &str, transport: Trans
         templates.display(),
         server.imap_port
     );
-    for a in 0..3 {
-        let _ = writeln!(
-            text,
-            "[[agents]]\nname = \"Agent {a}\"\nemail = \"agent{a}@example.com\"\n"
-        );
-    }
-    for c in 0..50 {
-        let lang = if c % 3 == 0 { "en" } else { "es" };
-        let _ = writeln!(
-            text,
-            "[[customers]]\nname = \"Customer {c}\"\ndomains = [\"c{c}.example\"]\nlanguage = \"{lang}\"\n"
-        );
-    }
+    backlog::write_people(&mut text);
     std::fs::write(root.join("postdesk.toml"), text).expect("config");
 }
 
@@ -322,5 +337,15 @@ fn latency(server: &MailServer, rounds: usize) {
         "latency (SMTP submission -> Postfix -> Dovecot -> IDLE -> intake -> ack handed to SMTP), {rounds} rounds: median {median:.0} ms, p90 {p90:.0} ms, min {:.0} ms, max {:.0} ms (target median < 1000 ms)",
         ms(samples[0]),
         ms(samples[samples.len() - 1])
+    );
+    backlog::report(
+        "imap_latency",
+        &[
+            ("rounds", rounds.to_string()),
+            ("median_ms", format!("{median:.0}")),
+            ("p90_ms", format!("{p90:.0}")),
+            ("min_ms", format!("{:.0}", ms(samples[0]))),
+            ("max_ms", format!("{:.0}", ms(samples[samples.len() - 1]))),
+        ],
     );
 }

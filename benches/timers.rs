@@ -7,6 +7,8 @@
 //! `postdesk run --once` runs one pass and logs its `elapsed_ms`.
 //!
 //!   cargo bench --bench timers   (POSTDESK_BENCH_TICKETS overrides 1000000)
+//!
+//! Ends with a `BENCH timers key=value ...` line for `scripts/bench`.
 
 use std::path::Path;
 use std::process::Command;
@@ -104,6 +106,10 @@ fn main() {
         .expect("the daemon logs `timer pass done` with elapsed_ms");
     println!(
         "timer pass over {total} tickets ({open} open): {} ms, fired {} (target < 100 ms)",
+        pass["fields"]["elapsed_ms"], pass["fields"]["fired"]
+    );
+    println!(
+        "BENCH timers tickets={total} open={open} pass_ms={} fired={}",
         pass["fields"]["elapsed_ms"], pass["fields"]["fired"]
     );
 }

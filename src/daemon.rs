@@ -76,11 +76,14 @@ pub async fn run(
         let fired = tokio::task::block_in_place(|| run_timers(&mut store, &desk, clock.now()))?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         info!(fired, elapsed_ms, "timer pass done");
+        let started = std::time::Instant::now();
         let delivered = deliver_due(&mut store, &transport, || clock.now()).await?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         info!(
             sent = delivered.sent,
             retried = delivered.retried,
             failed = delivered.failed,
+            elapsed_ms,
             "outbox pass done"
         );
         return Ok(());

@@ -12,6 +12,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use postdesk_core::config::Security;
 
 use super::{SendError, Transport};
+use crate::delivery::CONCURRENCY;
 use crate::store::OutboxRow;
 
 pub struct SmtpSender {
@@ -29,7 +30,12 @@ impl SmtpSender {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .timeout(Some(Duration::from_secs(60)))
-            .pool_config(PoolConfig::new().max_size(32));
+            // Room for more idle connections than mails in flight: lettre hands
+            // a used connection back to the pool from a spawned task, so the
+            // next send often finds the pool empty and opens one more; with
+            // the cap at the concurrency, the surplus was then closed, and the
+            // outbox opened a new connection every ~8 mails.
+            .pool_config(PoolConfig::new().max_size(2 * CONCURRENCY as u32));
         builder = match security {
             Security::None => builder.tls(Tls::None),
             Security::Starttls => builder.tls(Tls::Required(TlsParameters::new(host.to_string())?)),
