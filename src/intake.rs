@@ -63,22 +63,6 @@ pub enum Taken {
     AlreadyTaken,
 }
 
-/// Processes one message read from `mailbox`, identified in its source by
-/// `source_ref` (Maildir unique name, IMAP UIDVALIDITY:UID, or content hash).
-pub fn take_in(
-    store: &mut Store,
-    desk: &Desk,
-    mailbox: &Mailbox,
-    source_ref: &str,
-    raw: &[u8],
-    now: DateTime<Utc>,
-) -> Result<Taken, IntakeError> {
-    let mut taken = take_in_batch(store, desk, mailbox, &[(source_ref, raw)], now)?;
-    taken
-        .pop()
-        .ok_or_else(|| IntakeError::Store(StoreError::Corrupt("empty batch result".into())))
-}
-
 /// Processes a batch of messages with one commit (group commit): each message
 /// runs inside its own SAVEPOINT, so it is applied whole or not at all, and a
 /// failing message is rolled back alone. Returns the outcome of the leading

@@ -464,6 +464,50 @@ fn ingest_reads_stdin_like_an_mta_pipe() {
 }
 
 #[test]
+fn ingest_of_many_files_reports_each_and_goes_on_past_a_bad_one() {
+    let desk = Desk::new();
+    let files: Vec<String> = (0..300)
+        .map(|i| {
+            let path = desk.path(&format!("m{i}.eml"));
+            let from = format!("c{i}@cliente.com");
+            let id = format!("m{i}@cliente.com");
+            std::fs::write(&path, mail(&from, &format!("Aviso {i}"), &id, "", "x")).unwrap();
+            path.display().to_string()
+        })
+        .collect();
+    let missing = desk.path("missing.eml").display().to_string();
+    // Two batches (256 + 45), a missing file in between, one file twice.
+    let mut args: Vec<&str> = vec!["ingest"];
+    args.extend(files[..150].iter().map(String::as_str));
+    args.push(&missing);
+    args.extend(files[150..].iter().map(String::as_str));
+    args.push(&files[0]);
+    let out = desk.run(&args);
+    assert_eq!(out.status.code(), Some(1), "a missing file is exit 1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 301, "{stdout}");
+    assert!(
+        lines[0].ends_with("m0.eml: new_ticket (ticket 1)"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[299].ends_with("m299.eml: new_ticket (ticket 300)"),
+        "{}",
+        lines[299]
+    );
+    assert!(
+        lines[300].ends_with("m0.eml: already taken in"),
+        "{}",
+        lines[300]
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.eml"));
+    assert_eq!(desk.tickets().len(), 300);
+    assert_eq!(desk.inbound().as_array().map(Vec::len), Some(300));
+}
+
+#[test]
 fn sigterm_stops_the_daemon_cleanly_with_exit_0() {
     let desk = Desk::new();
     std::fs::create_dir_all(desk.path("mail/new")).unwrap();

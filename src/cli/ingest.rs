@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 use super::{load_desk, open_store};
 use crate::Failure;
 use crate::clock::Clock;
-use crate::intake::{Taken, hex, take_in};
+use crate::desk::Desk;
+use crate::intake::{Taken, hex, take_in_batch};
+use crate::store::Store;
+use postdesk_core::config::Mailbox;
 
 pub const EX_TEMPFAIL: u8 = 75;
 
@@ -48,53 +51,96 @@ pub fn ingest(
         inputs.push(("stdin".into(), raw));
     }
     let mut code = 0;
-    let mut process = |label: &str, raw: &[u8]| -> u8 {
-        // The same bytes ingested twice (an MTA retry, a re-run) are one message.
-        let source_ref = format!("sha256:{}", hex(&Sha256::digest(raw)));
-        match take_in(&mut store, &desk, mailbox, &source_ref, raw, clock.now()) {
-            Ok(Taken::Processed {
-                disposition,
-                ticket,
-                ..
-            }) => {
-                match ticket {
-                    Some(t) => println!("{label}: {disposition} (ticket {t})"),
-                    None => println!("{label}: {disposition}"),
+    for (label, raw) in &inputs {
+        code = code.max(ingest_batch(
+            &mut store,
+            &desk,
+            mailbox,
+            clock,
+            &[(label.clone(), raw.clone())],
+        ));
+    }
+    // Files go in batches with one commit each, as the daemon takes in a
+    // Maildir: a backlog of .eml files imports at the daemon's speed, and
+    // memory stays bounded by the batch.
+    for chunk in files.chunks(BATCH) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for file in chunk {
+            let label = file.display().to_string();
+            match std::fs::read(file) {
+                Ok(raw) => batch.push((label, raw)),
+                Err(e) => {
+                    eprintln!("postdesk: {label}: {e}");
+                    code = code.max(1);
                 }
-                0
-            }
-            Ok(Taken::AlreadyTaken) => {
-                println!("{label}: already taken in");
-                0
-            }
-            Err(e) if e.is_transient() => {
-                eprintln!("postdesk: {label}: not stored, try again later: {e}");
-                EX_TEMPFAIL
-            }
-            Err(e) => {
-                eprintln!("postdesk: {label}: {e}");
-                1
             }
         }
-    };
-    for (label, raw) in &inputs {
-        code = code.max(process(label, raw));
-    }
-    for file in files {
-        // One file at a time: memory stays bounded whatever the batch.
-        let label = file.display().to_string();
-        match std::fs::read(file) {
-            Ok(raw) => {
-                let c = process(&label, &raw);
-                if c == EX_TEMPFAIL || code == 0 {
-                    code = code.max(c);
-                }
-            }
-            Err(e) => {
-                eprintln!("postdesk: {label}: {e}");
-                code = code.max(1);
-            }
+        let c = ingest_batch(&mut store, &desk, mailbox, clock, &batch);
+        if c == EX_TEMPFAIL || code == 0 {
+            code = code.max(c);
         }
     }
     Ok(code)
+}
+
+/// Messages taken in together per commit.
+const BATCH: usize = 256;
+
+/// Takes in `batch` (label, bytes) with one commit; a message that fails is
+/// rolled back alone and taken in again on its own, for its own error and
+/// exit code, and the rest go on. Returns the worst exit code.
+fn ingest_batch(
+    store: &mut Store,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    clock: Clock,
+    batch: &[(String, Vec<u8>)],
+) -> u8 {
+    // The same bytes ingested twice (an MTA retry, a re-run) are one message.
+    let refs: Vec<String> = batch
+        .iter()
+        .map(|(_, raw)| format!("sha256:{}", hex(&Sha256::digest(raw))))
+        .collect();
+    let mut code = 0;
+    let mut next = 0;
+    while next < batch.len() {
+        let items: Vec<(&str, &[u8])> = refs[next..]
+            .iter()
+            .zip(&batch[next..])
+            .map(|(r, (_, raw))| (r.as_str(), raw.as_slice()))
+            .collect();
+        let outcomes = match take_in_batch(store, desk, mailbox, &items, clock.now()) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let label = &batch[next].0;
+                if e.is_transient() {
+                    eprintln!("postdesk: {label}: not stored, try again later: {e}");
+                    code = code.max(EX_TEMPFAIL);
+                } else {
+                    eprintln!("postdesk: {label}: {e}");
+                    code = code.max(1);
+                }
+                next += 1;
+                continue;
+            }
+        };
+        for (taken, (label, _)) in outcomes.iter().zip(&batch[next..]) {
+            match taken {
+                Taken::Processed {
+                    disposition,
+                    ticket: Some(t),
+                    ..
+                } => println!("{label}: {disposition} (ticket {t})"),
+                Taken::Processed { disposition, .. } => println!("{label}: {disposition}"),
+                Taken::AlreadyTaken => println!("{label}: already taken in"),
+            }
+        }
+        // Whatever was not committed starts the next batch, where its first
+        // message fails alone with its own error.
+        if outcomes.is_empty() {
+            break; // not reached: only an empty batch commits nothing
+        }
+        next += outcomes.len();
+    }
+    code
 }
