@@ -72,6 +72,39 @@ pub fn compose(
     templates: &Templates,
     now: DateTime<Utc>,
 ) -> Result<Composed, ComposeError> {
+    let ticket = match notice.about {
+        About::Nothing => None,
+        About::NewTicket | About::Ticket(_) => about.ticket,
+    };
+    let message_id = new_message_id(ticket.map(|t| t.id), mailbox, now);
+    compose_as(notice, about, mailbox, config, templates, now, message_id)
+}
+
+/// A fresh Message-ID (without angle brackets) for a mail about `ticket`,
+/// unique within this process and across processes.
+pub fn new_message_id(ticket: Option<i64>, mailbox: &Mailbox, now: DateTime<Utc>) -> String {
+    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "pd.{}.{}.{}.{}@{}",
+        ticket.unwrap_or(0),
+        now.timestamp(),
+        std::process::id(),
+        sequence,
+        mailbox.domain()
+    )
+}
+
+/// [`compose`] with a Message-ID chosen beforehand (by [`new_message_id`]),
+/// so the outbox row can be written before the mail is composed.
+pub fn compose_as(
+    notice: &Notice,
+    about: &Subject<'_>,
+    mailbox: &Mailbox,
+    config: &Config,
+    templates: &Templates,
+    now: DateTime<Utc>,
+    message_id: String,
+) -> Result<Composed, ComposeError> {
     let lang = notice
         .to
         .first()
@@ -106,16 +139,6 @@ pub fn compose(
             .to_string(),
         None => rendered.subject,
     };
-
-    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let message_id = format!(
-        "pd.{}.{}.{}.{}@{}",
-        ticket.map_or(0, |t| t.id),
-        now.timestamp(),
-        std::process::id(),
-        sequence,
-        mailbox.domain()
-    );
 
     let from_address = mailbox
         .address

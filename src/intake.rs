@@ -6,8 +6,11 @@
 //!
 //! Never talks to a mail server; never decides anything itself.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::{DateTime, Utc};
 use postdesk_core::config::Config;
@@ -69,6 +72,13 @@ pub enum Taken {
 /// messages that were committed, in order; the caller acknowledges exactly
 /// those to the source, and retries the rest later. Fails only when not even
 /// the first message could be taken in.
+///
+/// The pure work goes to helper threads (see ARCHITECTURE.md, "Intake"): the
+/// messages are parsed in parallel first; while this thread decides and
+/// writes each message in turn, the helpers compose the mail it causes and
+/// write its attachment files; their results are written before the one
+/// commit. Should any of that fail, the batch is rolled back and done again
+/// on this thread alone, exactly as one message after another.
 pub fn take_in_batch(
     store: &mut Store,
     desk: &Desk,
@@ -76,11 +86,88 @@ pub fn take_in_batch(
     batch: &[(&str, &[u8])],
     now: DateTime<Utc>,
 ) -> Result<Vec<Taken>, IntakeError> {
+    let readings = read_all(batch, &desk.config);
+    let outcomes = if batch.len() > 1 {
+        match take_in_with_helpers(store, desk, mailbox, batch, &readings, now)? {
+            Some(outcomes) => outcomes,
+            None => take_in_sequentially(store, desk, mailbox, batch, &readings, now)?,
+        }
+    } else {
+        take_in_sequentially(store, desk, mailbox, batch, &readings, now)?
+    };
+    for taken in &outcomes {
+        if let Taken::Processed {
+            inbound,
+            disposition,
+            ticket,
+        } = taken
+        {
+            debug!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Helper threads besides the calling one: one per further core, at most 3.
+fn helper_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .clamp(1, 3)
+}
+
+/// Parses every message of the batch (pure, independent per message), on
+/// the calling thread and the helpers.
+fn read_all(batch: &[(&str, &[u8])], config: &Config) -> Vec<Reading> {
+    if batch.len() < 2 {
+        return batch
+            .iter()
+            .map(|(_, raw)| intake::read(raw, config))
+            .collect();
+    }
+    let threads = helper_count() + 1;
+    let chunk = batch.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = batch.chunks(chunk);
+        let first = parts.next().unwrap_or(&[]);
+        let helpers: Vec<_> = parts
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, raw)| intake::read(raw, config))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut readings: Vec<Reading> = first
+            .iter()
+            .map(|(_, raw)| intake::read(raw, config))
+            .collect();
+        for helper in helpers {
+            match helper.join() {
+                Ok(part) => readings.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        readings
+    })
+}
+
+/// One message after another on this thread: mail composed and attachments
+/// written as each message is applied.
+fn take_in_sequentially(
+    store: &mut Store,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    batch: &[(&str, &[u8])],
+    readings: &[Reading],
+    now: DateTime<Utc>,
+) -> Result<Vec<Taken>, IntakeError> {
     let tx = store.begin()?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for (source_ref, raw) in batch {
+    for ((source_ref, raw), reading) in batch.iter().zip(readings) {
         tx.savepoint()?;
-        match take_one(&tx, desk, mailbox, source_ref, raw, now) {
+        match take_one(&tx, desk, mailbox, source_ref, raw, reading, now, None) {
             Ok(taken) => {
                 tx.release_savepoint()?;
                 outcomes.push(taken);
@@ -96,49 +183,255 @@ pub fn take_in_batch(
         }
     }
     tx.commit()?;
-    for taken in &outcomes {
-        if let Taken::Processed {
-            inbound,
-            disposition,
-            ticket,
-        } = taken
-        {
-            debug!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
-        }
-    }
     Ok(outcomes)
 }
 
-fn take_one(
+/// Work handed to the helper threads: pure, or a content-addressed file.
+enum Job<'a> {
+    Compose {
+        /// Index of the message in the batch that causes this mail.
+        message: usize,
+        outbox: i64,
+        message_id: String,
+        notice: Notice,
+        ticket: Option<Arc<TicketRow>>,
+        inbound: Option<Arc<Cow<'a, InboundMail>>>,
+        thread_root: Option<Arc<str>>,
+    },
+    Attachment {
+        message: usize,
+        hash: String,
+        data: &'a [u8],
+    },
+}
+
+enum Done {
+    Composed {
+        message: usize,
+        outbox: i64,
+        result: Result<crate::compose::Composed, crate::compose::ComposeError>,
+    },
+    Saved {
+        message: usize,
+        result: Result<(), IntakeError>,
+    },
+}
+
+/// What the batch's thread hands to the helpers while it applies messages.
+struct Deferred<'a> {
+    jobs: mpsc::Sender<Job<'a>>,
+    /// The message being applied.
+    message: usize,
+    /// Attachments already handed over in this batch (by hash).
+    saving: HashSet<String>,
+    /// A job could not be handed over: do the batch again sequentially.
+    broken: bool,
+}
+
+impl<'a> Deferred<'a> {
+    fn send(&mut self, job: Job<'a>) {
+        if self.jobs.send(job).is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+fn work(
+    jobs: &Mutex<mpsc::Receiver<Job<'_>>>,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    now: DateTime<Utc>,
+) -> Vec<Done> {
+    let mut done = Vec::new();
+    loop {
+        let job = match jobs.lock() {
+            Ok(jobs) => jobs.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        let Ok(job) = job else {
+            return done;
+        };
+        done.push(match job {
+            Job::Compose {
+                message,
+                outbox,
+                message_id,
+                notice,
+                ticket,
+                inbound,
+                thread_root,
+            } => {
+                let subject = Subject {
+                    ticket: ticket.as_deref(),
+                    inbound: inbound.as_deref().map(|m| &**m),
+                    thread_root: thread_root.as_deref(),
+                };
+                Done::Composed {
+                    message,
+                    outbox,
+                    result: crate::compose::compose_as(
+                        &notice,
+                        &subject,
+                        mailbox,
+                        &desk.config,
+                        &desk.templates,
+                        now,
+                        message_id,
+                    ),
+                }
+            }
+            Job::Attachment {
+                message,
+                hash,
+                data,
+            } => Done::Saved {
+                message,
+                result: write_attachment(&desk.attachments_dir(), &hash, data),
+            },
+        });
+    }
+}
+
+/// The batch with helper threads; `None` when it must be done again
+/// sequentially (a mail could not be composed, an attachment not written:
+/// the sequential pass decides what that means for each message).
+fn take_in_with_helpers(
+    store: &mut Store,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    batch: &[(&str, &[u8])],
+    readings: &[Reading],
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<Taken>>, IntakeError> {
+    let tx = store.begin()?;
+    let (sender, receiver) = mpsc::channel();
+    let receiver = Mutex::new(receiver);
+    let (outcomes, done, broken) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (0..helper_count())
+            .map(|_| scope.spawn(|| work(&receiver, desk, mailbox, now)))
+            .collect();
+        let mut deferred = Deferred {
+            jobs: sender,
+            message: 0,
+            saving: HashSet::new(),
+            broken: false,
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for (i, ((source_ref, raw), reading)) in batch.iter().zip(readings).enumerate() {
+            deferred.message = i;
+            if let Err(e) = tx.savepoint() {
+                failure = Some(e.into());
+                break;
+            }
+            let result = take_one(
+                &tx,
+                desk,
+                mailbox,
+                source_ref,
+                raw,
+                reading,
+                now,
+                Some(&mut deferred),
+            )
+            .and_then(|taken| Ok(tx.release_savepoint().map(|()| taken)?));
+            match result {
+                Ok(taken) => outcomes.push(taken),
+                Err(e) => {
+                    if let Err(e) = tx.rollback_to_savepoint() {
+                        failure = Some(e.into());
+                    } else if outcomes.is_empty() {
+                        failure = Some(e);
+                    } else {
+                        warn!(mailbox = %mailbox.name, source_ref, error = %e, "message left for the next pass");
+                    }
+                    break;
+                }
+            }
+        }
+        let broken = deferred.broken;
+        // No more jobs: the helpers stop once the queue is empty, and this
+        // thread helps empty it.
+        drop(deferred);
+        let mut done = work(&receiver, desk, mailbox, now);
+        for helper in helpers {
+            match helper.join() {
+                Ok(part) => done.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((outcomes, done, broken)),
+        }
+    })?;
+    if broken {
+        return Ok(None);
+    }
+    // Only what the messages kept (not rolled back) caused counts.
+    let kept = outcomes.len();
+    for d in done {
+        match d {
+            Done::Composed {
+                message,
+                outbox,
+                result,
+            } if message < kept => match result {
+                Ok(composed) => tx.fill_outbox(outbox, &composed.subject, &composed.raw)?,
+                Err(e) => {
+                    debug!(mailbox = %mailbox.name, error = %e, "a mail could not be composed: batch done again sequentially");
+                    return Ok(None);
+                }
+            },
+            Done::Saved {
+                message,
+                result: Err(e),
+            } if message < kept => {
+                debug!(mailbox = %mailbox.name, error = %e, "an attachment could not be written: batch done again sequentially");
+                return Ok(None);
+            }
+            _ => {}
+        }
+    }
+    tx.commit()?;
+    Ok(Some(outcomes))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn take_one<'a>(
     tx: &Tx<'_>,
     desk: &Desk,
     mailbox: &Mailbox,
     source_ref: &str,
     raw: &[u8],
+    reading: &'a Reading,
     now: DateTime<Utc>,
+    deferred: Option<&mut Deferred<'a>>,
 ) -> Result<Taken, IntakeError> {
     if tx.inbound_taken(&mailbox.name, source_ref)? {
         return Ok(Taken::AlreadyTaken);
     }
-    let reading = intake::read(raw, &desk.config);
     let view = tx.view();
-    let decision = intake::decide(&reading, mailbox, &desk.config, &view, now);
+    let decision = intake::decide(reading, mailbox, &desk.config, &view, now);
     if let Some(failure) = view.into_failure() {
         return Err(failure.into());
     }
-    apply(tx, desk, mailbox, source_ref, raw, &reading, decision, now)
+    apply(
+        tx, desk, mailbox, source_ref, raw, reading, decision, now, deferred,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn apply(
+fn apply<'a>(
     tx: &Tx<'_>,
     desk: &Desk,
     mailbox: &Mailbox,
     source_ref: &str,
     raw: &[u8],
-    reading: &Reading,
+    reading: &'a Reading,
     decision: Decision,
     now: DateTime<Utc>,
+    mut deferred: Option<&mut Deferred<'a>>,
 ) -> Result<Taken, IntakeError> {
     let at = now.timestamp();
     let mail = reading.mail();
@@ -259,7 +552,17 @@ fn apply(
                 }
             }
             if let Some(m) = mail {
-                store_message(tx, desk, id, new.kind.code(), m, None, inbound, at)?;
+                store_message(
+                    tx,
+                    desk,
+                    id,
+                    new.kind.code(),
+                    m,
+                    None,
+                    inbound,
+                    at,
+                    deferred.as_deref_mut(),
+                )?;
             }
             Some(id)
         }
@@ -275,6 +578,7 @@ fn apply(
                     append.body.as_deref(),
                     inbound,
                     at,
+                    deferred.as_deref_mut(),
                 )?;
             }
             for p in &append.new_participants {
@@ -343,24 +647,26 @@ fn apply(
 
     // The mail this message causes, in the same transaction.
     // Notifications quote the text as stored (commands and quoted history cut).
-    let stored_text = match &decision.ticket {
+    let mail_for_notices = match &decision.ticket {
         TicketAction::Append(Append {
             body: Some(body), ..
-        }) => mail.map(|m| InboundMail {
-            body: body.clone(),
-            ..m.clone()
+        }) => mail.map(|m| {
+            Cow::Owned(InboundMail {
+                body: body.clone(),
+                ..m.clone()
+            })
         }),
-        _ => None,
+        _ => mail.map(Cow::Borrowed),
     };
-    let mail_for_notices = stored_text.as_ref().or(mail);
-    let skipped = queue_notices(
+    let skipped = queue_notices_via(
         tx,
         desk,
         mailbox,
         ticket_id,
-        mail_for_notices,
+        mail_for_notices.map(Arc::new),
         &decision.notices,
         now,
+        deferred,
     )?;
     for s in skipped {
         reason.push_str("; ");
@@ -394,13 +700,39 @@ pub fn queue_notices(
     notices: &[Notice],
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
+    queue_notices_via(
+        tx,
+        desk,
+        mailbox,
+        ticket_id,
+        inbound.map(|m| Arc::new(Cow::Borrowed(m))),
+        notices,
+        now,
+        None,
+    )
+}
+
+/// [`queue_notices`], composing now or (`deferred`) on a helper thread: then
+/// the outbox row is written now without its text (what later decisions
+/// look at: recipients, template, Message-ID) and filled in before commit.
+#[allow(clippy::too_many_arguments)]
+fn queue_notices_via<'a>(
+    tx: &Tx<'_>,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    ticket_id: Option<i64>,
+    inbound: Option<Arc<Cow<'a, InboundMail>>>,
+    notices: &[Notice],
+    now: DateTime<Utc>,
+    mut deferred: Option<&mut Deferred<'a>>,
+) -> Result<Vec<String>, StoreError> {
     let at = now.timestamp();
     let ticket = match ticket_id {
-        Some(id) => tx.ticket(id)?,
+        Some(id) => tx.ticket(id)?.map(Arc::new),
         None => None,
     };
-    let thread_root = match ticket_id {
-        Some(id) => crate::store::first_message_id(tx.conn(), id)?,
+    let thread_root: Option<Arc<str>> = match ticket_id {
+        Some(id) => crate::store::first_message_id(tx.conn(), id)?.map(Arc::from),
         None => None,
     };
     let mut skipped = Vec::new();
@@ -408,11 +740,6 @@ pub fn queue_notices(
         let about_ticket = match notice.about {
             About::Nothing => None,
             About::NewTicket | About::Ticket(_) => ticket.as_ref(),
-        };
-        let subject = Subject {
-            ticket: about_ticket,
-            inbound,
-            thread_root: thread_root.as_deref(),
         };
         let to_agents = notice.to.iter().all(|a| desk.config.agent(a).is_some());
         // A relayed reply is one mail (To: requester, Cc: participants), as
@@ -425,6 +752,50 @@ pub fn queue_notices(
         for to in groups {
             let mut single = notice.clone();
             single.to = to.clone();
+            let row =
+                |to: Vec<String>, subject: String, message_id: String, raw: Vec<u8>| OutboxRow {
+                    ticket: about_ticket.map(|t| t.id),
+                    template: notice.template.to_string(),
+                    mailbox: mailbox.name.clone(),
+                    sender: mailbox.address.clone(),
+                    to,
+                    subject,
+                    message_id,
+                    raw,
+                    automatic: notice.auto != AutoSubmitted::No,
+                    next_attempt_at: at,
+                    created_at: at,
+                    ..Default::default()
+                };
+            if let Some(deferred) = deferred.as_deref_mut() {
+                let message_id =
+                    crate::compose::new_message_id(about_ticket.map(|t| t.id), mailbox, now);
+                // Envelope recipients, as `compose` gives them: To and Cc.
+                let mut recipients = single.to.clone();
+                recipients.extend(single.cc.iter().cloned());
+                let outbox = tx.insert_outbox(&row(
+                    recipients,
+                    String::new(),
+                    message_id.clone(),
+                    Vec::new(),
+                ))?;
+                let message = deferred.message;
+                deferred.send(Job::Compose {
+                    message,
+                    outbox,
+                    message_id,
+                    notice: single,
+                    ticket: about_ticket.cloned(),
+                    inbound: inbound.clone(),
+                    thread_root: thread_root.clone(),
+                });
+                continue;
+            }
+            let subject = Subject {
+                ticket: about_ticket.map(|t| &**t),
+                inbound: inbound.as_deref().map(|m| &**m),
+                thread_root: thread_root.as_deref(),
+            };
             let to = to.join(", ");
             match compose(
                 &single,
@@ -435,20 +806,12 @@ pub fn queue_notices(
                 now,
             ) {
                 Ok(composed) => {
-                    tx.insert_outbox(&OutboxRow {
-                        ticket: about_ticket.map(|t| t.id),
-                        template: notice.template.to_string(),
-                        mailbox: mailbox.name.clone(),
-                        sender: mailbox.address.clone(),
-                        to: composed.to,
-                        subject: composed.subject,
-                        message_id: composed.message_id,
-                        raw: composed.raw,
-                        automatic: notice.auto != AutoSubmitted::No,
-                        next_attempt_at: at,
-                        created_at: at,
-                        ..Default::default()
-                    })?;
+                    tx.insert_outbox(&row(
+                        composed.to,
+                        composed.subject,
+                        composed.message_id,
+                        composed.raw,
+                    ))?;
                 }
                 Err(e) => {
                     warn!(mailbox = %mailbox.name, template = notice.template, to = %to, error = %e, "mail not queued");
@@ -662,19 +1025,35 @@ pub fn apply_transition(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn store_message(
+fn store_message<'a>(
     tx: &Tx<'_>,
     desk: &Desk,
     ticket: i64,
     kind: &str,
-    m: &InboundMail,
+    m: &'a InboundMail,
     body: Option<&str>,
     inbound: i64,
     at: i64,
+    mut deferred: Option<&mut Deferred<'a>>,
 ) -> Result<(), IntakeError> {
     let mut attachments = Vec::with_capacity(m.attachments.len());
     for a in &m.attachments {
-        let sha256 = save_attachment(&desk.attachments_dir(), &a.data)?;
+        let sha256 = match deferred.as_deref_mut() {
+            // Written by a helper before the commit.
+            Some(deferred) => {
+                let hash = hex(&Sha256::digest(&a.data));
+                if deferred.saving.insert(hash.clone()) {
+                    let message = deferred.message;
+                    deferred.send(Job::Attachment {
+                        message,
+                        hash: hash.clone(),
+                        data: &a.data,
+                    });
+                }
+                hash
+            }
+            None => save_attachment(&desk.attachments_dir(), &a.data)?,
+        };
         attachments.push(AttachmentRow {
             filename: safe_filename(&a.filename),
             content_type: a.content_type.clone(),
@@ -707,10 +1086,16 @@ fn store_message(
 /// The file name never comes from the mail, so no name can escape the directory.
 pub fn save_attachment(dir: &Path, data: &[u8]) -> Result<String, IntakeError> {
     let hash = hex(&Sha256::digest(data));
+    write_attachment(dir, &hash, data)?;
+    Ok(hash)
+}
+
+/// Writes `data` under its SHA-256 `hash` unless it is there already.
+fn write_attachment(dir: &Path, hash: &str, data: &[u8]) -> Result<(), IntakeError> {
     let folder = dir.join(&hash[..2]);
-    let path = folder.join(&hash);
+    let path = folder.join(hash);
     if path.exists() {
-        return Ok(hash);
+        return Ok(());
     }
     let err = |source| IntakeError::Attachment {
         path: path.display().to_string(),
@@ -725,7 +1110,7 @@ pub fn save_attachment(dir: &Path, data: &[u8]) -> Result<String, IntakeError> {
     // loses nothing; only a power cut may lose the last moments of both.
     file.write_all(data).map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
-    Ok(hash)
+    Ok(())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

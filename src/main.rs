@@ -21,6 +21,12 @@ mod timers;
 mod transport;
 
 use std::path::PathBuf;
+
+/// Intake and composing allocate and free many small strings per message
+/// (parsing, templates, lettre); mimalloc's thread-local free lists cut the
+/// time glibc malloc spent there (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};

@@ -510,6 +510,14 @@ impl Tx<'_> {
         Ok(id)
     }
 
+    /// Writes the text of a mail queued before it was composed.
+    pub fn fill_outbox(&self, id: i64, subject: &str, raw: &[u8]) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE outbox SET subject = ?2, raw = ?3 WHERE id = ?1")?
+            .execute(params![id, subject, raw])?;
+        Ok(())
+    }
+
     /// A bounce answered this mail of ours: it will not be delivered.
     pub fn fail_outbox_by_message_id(&self, message_id: &str, error: &str) -> Result<Option<i64>> {
         let id: Option<i64> = self
