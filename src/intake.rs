@@ -23,7 +23,7 @@ use postdesk_core::ticket::{Disposition, Status};
 use postdesk_core::ticket::{Priority, TicketType};
 use postdesk_core::workflow::Plan;
 use sha2::{Digest, Sha256};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::compose::{Subject, compose};
 use crate::desk::Desk;
@@ -95,14 +95,15 @@ pub fn take_in_batch(
     } else {
         take_in_sequentially(store, desk, mailbox, batch, &readings, now)?
     };
-    for taken in &outcomes {
+    // One line per message, after the commit: what happened to it, where.
+    for (taken, (source_ref, _)) in outcomes.iter().zip(batch) {
         if let Taken::Processed {
             inbound,
             disposition,
             ticket,
         } = taken
         {
-            debug!(mailbox = %mailbox.name, inbound, ticket, disposition = %disposition, "message taken in");
+            info!(mailbox = %mailbox.name, ticket, inbound, source_ref, disposition = %disposition, "message taken in");
         }
     }
     Ok(outcomes)

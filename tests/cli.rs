@@ -508,6 +508,35 @@ fn ingest_of_many_files_reports_each_and_goes_on_past_a_bad_one() {
 }
 
 #[test]
+fn json_logs_name_the_mailbox_and_ticket_of_each_message() {
+    let desk = Desk::new();
+    let file = desk.path("m.eml");
+    std::fs::write(
+        &file,
+        mail("ana@cliente.com", "Impresora", "j1@cliente.com", "", "x"),
+    )
+    .unwrap();
+    let out = desk
+        .cmd()
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "json", "ingest", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let taken = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "message taken in")
+        .unwrap_or_else(|| panic!("no `message taken in` line: {lines:?}"));
+    assert_eq!(taken["fields"]["mailbox"], "soporte", "{taken}");
+    assert_eq!(taken["fields"]["ticket"], 1, "{taken}");
+    assert_eq!(taken["fields"]["disposition"], "new_ticket", "{taken}");
+}
+
+#[test]
 fn sigterm_stops_the_daemon_cleanly_with_exit_0() {
     let desk = Desk::new();
     std::fs::create_dir_all(desk.path("mail/new")).unwrap();
