@@ -121,25 +121,26 @@ def render(bench, meta, roundup):
         out.append("")
         rounds = pd.get("rounds", "3")
         out.append(
-            "| | messages | time | msg/s | peak RSS | postdesk `run --once` / this "
-            "| `ingest` / this | intake alone / this |"
+            "| | messages | time | msg/s | peak RSS | postdesk `ingest` / this "
+            "| `run --once` / this | intake alone / this |"
         )
         out.append("|---|---|---|---|---|---|---|---|")
         out.append(
-            f"| **postdesk `run --once`**, Maildir, whole process incl. delivering "
+            f"| **postdesk `ingest FILE...`**, one process start to exit, queues "
+            f"what the mail causes, delivers nothing — as Roundup's mbox mode "
+            f"(median of {rounds}) | {n} | {num(int(pd['ingest_ms']) / 1000, 2)} s "
+            f"| **{num(pd['ingest_rate'])}** | {mb(pd['ingest_peak_rss_kb'])} | | | |"
+        )
+        out.append(
+            f"| postdesk `run --once`, Maildir, whole process incl. delivering "
             f"the queued mail as `.eml` (median of {rounds}) | {n} "
-            f"| {num(int(pd['whole_ms']) / 1000, 2)} s | **{num(pd['whole_rate'])}** "
+            f"| {num(int(pd['whole_ms']) / 1000, 2)} s | {num(pd['whole_rate'])} "
             f"| {mb(pd['peak_rss_kb'])} | | | |"
         )
         out.append(
             f"| postdesk intake alone within it (`mailbox drained`, median of {rounds}) "
             f"| {n} | {num(int(pd['intake_ms']) / 1000, 2)} s | {num(pd['intake_rate'])} "
             f"| | | | |"
-        )
-        out.append(
-            f"| postdesk `ingest FILE...`, one process, no delivery (median of {rounds}) "
-            f"| {n} | {num(int(pd['ingest_ms']) / 1000, 2)} s | {num(pd['ingest_rate'])} "
-            f"| {mb(pd['ingest_peak_rss_kb'])} | | | |"
         )
         names = {
             "mbox-cheap": "Roundup mbox, `password_pbkdf2_default_rounds = 1000`",
@@ -153,7 +154,7 @@ def render(bench, meta, roundup):
             out.append(
                 f"| {name} | {num(r['messages'])} | {num(int(r['ms']) / 1000, 1)} s "
                 f"| {num(r['rate'], 1)} | {mb(r['peak_rss_kb'])} | **{r['ratio']}×** "
-                f"| {r['ratio_ingest']}× | {r['ratio_intake']}× |"
+                f"| {r['ratio_run']}× | {r['ratio_intake']}× |"
             )
         sent = ", ".join(f"{r['mode']} {r['outgoing']}" for r in roundup)
         out.append("")
@@ -169,14 +170,14 @@ def render(bench, meta, roundup):
         out.append(
             f"Acceptance (issue #7): postdesk ≥ 100× Roundup's best mode. Best mode "
             f"here: {best['mode']} at {num(best['rate'], 1)} msg/s. postdesk "
-            f"`run --once` (one process over the same corpus, delivery included) "
-            f"is **{best['ratio']}×** that (`ingest` {best['ratio_ingest']}×, "
-            f"intake alone {best['ratio_intake']}×): "
+            f"`ingest` (one process over the same corpus, start to exit) "
+            f"is **{best['ratio']}×** that (`run --once` with delivery "
+            f"{best['ratio_run']}×, intake alone {best['ratio_intake']}×): "
             + (
                 "**met**."
                 if ratio >= 100
                 else f"**not met** — 100× needs {num(need)} msg/s, "
-                f"{num(need / float(pd['whole_rate']), 1)}× today's `run --once`."
+                f"{num(need / float(pd['ingest_rate']), 1)}× today's `ingest`."
             )
         )
         out.append("")

@@ -832,12 +832,15 @@ async fn outbox_loop(
             }
         }
         match deliver_due(&mut store, &transport, || clock.now()).await {
-            Ok(d) if d.sent + d.retried + d.failed > 0 => info!(
-                sent = d.sent,
-                retried = d.retried,
-                failed = d.failed,
-                "outbox pass"
-            ),
+            Ok(d) if d.sent + d.retried + d.failed > 0 => {
+                info!(
+                    sent = d.sent,
+                    retried = d.retried,
+                    failed = d.failed,
+                    "outbox pass"
+                );
+                store.release_memory();
+            }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "outbox pass failed; will retry"),
         }

@@ -100,6 +100,12 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// Gives the page cache back (best effort) when a burst of work is over,
+    /// so an idle daemon stays small.
+    pub fn release_memory(&self) {
+        let _ = self.conn.release_memory();
+    }
+
     /// Starts the write transaction one intake or delivery step runs in.
     /// IMMEDIATE: the decision and its effects see one state, even with a
     /// daemon and an `ingest` writing at once.

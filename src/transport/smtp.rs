@@ -34,8 +34,15 @@ impl SmtpSender {
             // a used connection back to the pool from a spawned task, so the
             // next send often finds the pool empty and opens one more; with
             // the cap at the concurrency, the surplus was then closed, and the
-            // outbox opened a new connection every ~8 mails.
-            .pool_config(PoolConfig::new().max_size(2 * CONCURRENCY as u32));
+            // outbox opened a new connection every ~8 mails. Idle ones close
+            // after a few seconds (not lettre's minute): a burst's 60-odd
+            // connections and their buffers would otherwise keep an idle
+            // daemon over its 20 MB.
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(2 * CONCURRENCY as u32)
+                    .idle_timeout(Duration::from_secs(5)),
+            );
         builder = match security {
             Security::None => builder.tls(Tls::None),
             Security::Starttls => builder.tls(Tls::Required(TlsParameters::new(host.to_string())?)),
