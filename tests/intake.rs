@@ -799,3 +799,56 @@ fn maildir_walkthrough_with_run_once() {
     desk.ok(&["run", "--once"]);
     assert_eq!(desk.inbound().as_array().unwrap().len(), 2);
 }
+
+/// A batch taken in by the daemon composes its mail on helper threads; when
+/// one of those mails cannot be composed (an address lettre refuses), the
+/// batch is done again one message after another: every message still gets
+/// its row, the others their mail, and the reason tells what was not queued.
+#[test]
+fn a_mail_that_cannot_be_composed_in_a_batch_is_logged_and_the_rest_is_queued() {
+    let desk = Desk::new();
+    std::fs::create_dir_all(desk.path("mail/new")).expect("create maildir");
+    let senders = [
+        "ana@cliente.com",
+        "\"ana maria\"@cliente.com",
+        "luisa@cliente.com",
+    ];
+    for (i, from) in senders.iter().enumerate() {
+        let raw = mail(
+            from,
+            &format!("Problema {i}"),
+            &format!("batch-{i}@cliente.com"),
+            "",
+            "Hola.",
+        );
+        let name = format!("17000000{i:02}.M{i}P1.test");
+        std::fs::write(desk.path("mail/new").join(name), raw).expect("write mail");
+    }
+    desk.ok(&["run", "--once"]);
+    let log = desk.inbound();
+    let rows = log.as_array().expect("inbound array");
+    assert_eq!(rows.len(), 3, "one row per message: {log:#}");
+    for row in rows {
+        assert_eq!(row["disposition"], "new_ticket", "{row:#}");
+    }
+    let reason = rows[1]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("ack not queued"), "{reason}");
+    // Acks to the two good senders, the team notification for all three,
+    // each composed whole (delivered as a file by `run --once`).
+    let outbox = desk.outbox();
+    assert_eq!(outbox.len(), 5, "{outbox:#?}");
+    assert!(outbox.iter().all(|o| o["status"] == "sent"), "{outbox:#?}");
+    let files = std::fs::read_dir(desk.path("outbox"))
+        .expect("outbox dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("eml"))
+        .collect::<Vec<_>>();
+    assert_eq!(files.len(), 5);
+    assert!(
+        files
+            .iter()
+            .all(|f| f.contains("Subject: ") && f.contains("X-Postdesk-Ticket: ")),
+        "every queued mail is complete"
+    );
+}
