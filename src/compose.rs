@@ -72,12 +72,17 @@ pub fn compose(
     templates: &Templates,
     now: DateTime<Utc>,
 ) -> Result<Composed, ComposeError> {
-    let ticket = match notice.about {
-        About::Nothing => None,
-        About::NewTicket | About::Ticket(_) => about.ticket,
-    };
+    let ticket = ticket_of(notice, about);
     let message_id = new_message_id(ticket.map(|t| t.id), mailbox, now);
     compose_as(notice, about, mailbox, config, templates, now, message_id)
+}
+
+/// The ticket a notice is about, if any (the same for its Message-ID and body).
+fn ticket_of<'a>(notice: &Notice, about: &Subject<'a>) -> Option<&'a TicketRow> {
+    match notice.about {
+        About::Nothing => None,
+        About::NewTicket | About::Ticket(_) => about.ticket,
+    }
 }
 
 /// A fresh Message-ID (without angle brackets) for a mail about `ticket`,
@@ -110,10 +115,7 @@ pub fn compose_as(
         .first()
         .map_or(config.desk.language.code(), |r| language_for(config, r));
     let tags = &config.tags;
-    let ticket = match notice.about {
-        About::Nothing => None,
-        About::NewTicket | About::Ticket(_) => about.ticket,
-    };
+    let ticket = ticket_of(notice, about);
     let mut context = json!({
         "desk": { "name": config.desk.name, "tag": config.desk.tag },
         "marker": marker(lang),
