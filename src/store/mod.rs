@@ -86,6 +86,24 @@ impl Store {
                 source,
             })?;
         }
+        // Two processes creating a new database at the same moment (the
+        // daemon starting, an MTA's `ingest`, an admin's command) contend for
+        // the switch to WAL, which does not wait on the busy handler: a lock
+        // error here is tried again, briefly, before it is reported.
+        let mut attempt = 0u64;
+        loop {
+            match Store::connect(path) {
+                Ok(store) => return Ok(store),
+                Err(e) if e.is_transient() && attempt < 8 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25 * attempt));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn connect(path: &Path) -> Result<Store> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         // Intake alone runs ~25 distinct statements per message; rusqlite's
