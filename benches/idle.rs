@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mail::{Instance, MailServer, wait_for};
+use mail::{MailServer, wait_for};
 use postdesk::{BIN, count};
 
 fn main() {
@@ -35,15 +35,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let _instance;
-    let server = if std::env::var_os("POSTDESK_BENCH_MS_ENV").is_some_and(|v| v == "1") {
-        mail::mail_server()
-    } else {
-        let instance = Instance::start(&[]);
-        let server = instance.server.clone();
-        _instance = instance;
-        server
-    };
+    let (_instance, server) = mail::bench_server();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let root = dir.path();
     write_config(root, &server);

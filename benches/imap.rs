@@ -37,7 +37,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mail::{Imap, Instance, MailServer, chown_mail, smtp_send, wait_for};
+use mail::{Imap, MailServer, chown_mail, smtp_send, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postdesk");
 
@@ -52,15 +52,7 @@ fn main() {
     let messages = env_number("POSTDESK_BENCH_MESSAGES", 10_000);
     let rounds = env_number("POSTDESK_BENCH_ROUNDS", 20);
     let started = Instant::now();
-    let _instance;
-    let server = if std::env::var_os("POSTDESK_BENCH_MS_ENV").is_some_and(|v| v == "1") {
-        mail::mail_server()
-    } else {
-        let instance = Instance::start(&[]);
-        let server = instance.server.clone();
-        _instance = instance;
-        server
-    };
+    let (_instance, server) = mail::bench_server();
     println!(
         "mail server up in {:.1} s (IMAP 127.0.0.1:{}, SMTP 127.0.0.1:{})",
         started.elapsed().as_secs_f64(),

@@ -30,7 +30,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use mail::{Instance, MailServer};
+use mail::MailServer;
 use postdesk::{BIN, count};
 
 fn main() {
@@ -39,15 +39,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
     let started = Instant::now();
-    let _instance;
-    let server = if std::env::var_os("POSTDESK_BENCH_MS_ENV").is_some_and(|v| v == "1") {
-        mail::mail_server()
-    } else {
-        let instance = Instance::start(&[]);
-        let server = instance.server.clone();
-        _instance = instance;
-        server
-    };
+    let (_instance, server) = mail::bench_server();
     println!(
         "mail server up in {:.1} s (SMTP 127.0.0.1:{})",
         started.elapsed().as_secs_f64(),

@@ -141,6 +141,19 @@ impl Drop for Instance {
     }
 }
 
+/// The server a bench runs against: the one the `MS_*` variables describe
+/// when `POSTDESK_BENCH_MS_ENV=1`, else a private instance, kept running as
+/// long as the returned guard lives.
+pub fn bench_server() -> (Option<Instance>, MailServer) {
+    if std::env::var_os("POSTDESK_BENCH_MS_ENV").is_some_and(|v| v == "1") {
+        (None, mail_server())
+    } else {
+        let instance = Instance::start(&[]);
+        let server = instance.server.clone();
+        (Some(instance), server)
+    }
+}
+
 /// A name unique to this test run, usable as a folder and an address
 /// detail: the process id and `salt` (e.g. a temporary directory's name).
 pub fn nonce(salt: &str) -> String {
