@@ -17,9 +17,14 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     pub fn of(subject: &str, body: &str, tags: &TagMatcher) -> Fingerprint {
+        Fingerprint::of_reply(subject, &cut_quoted_history(&cut_at_marker(body)), tags)
+    }
+
+    /// [`Fingerprint::of`] a body whose marker and quoted history are already cut.
+    pub fn of_reply(subject: &str, reply: &str, tags: &TagMatcher) -> Fingerprint {
         Fingerprint {
             subject: normalize_subject(subject, tags),
-            body: normalize_body(body),
+            body: collapse(reply),
         }
     }
 
@@ -33,7 +38,11 @@ impl Fingerprint {
 /// Body text after the reply marker and quoted history are cut, white space
 /// collapsed, case folded.
 pub fn normalize_body(body: &str) -> String {
-    let text = cut_quoted_history(&cut_at_marker(body));
+    collapse(&cut_quoted_history(&cut_at_marker(body)))
+}
+
+/// White space collapsed to single spaces, case folded.
+fn collapse(text: &str) -> String {
     text.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")

@@ -25,7 +25,8 @@ use crate::workflow::{self, Change, Plan};
 /// Raw bytes as intake reads them.
 #[derive(Debug, Clone)]
 pub enum Reading {
-    Mail(Box<InboundMail>),
+    /// A mail, with what intake derives from its text.
+    Mail(Box<InboundMail>, Box<MailText>),
     /// Over `max_message_size`; headers only, when they could be read.
     Oversize {
         size: usize,
@@ -37,10 +38,30 @@ pub enum Reading {
 impl Reading {
     pub fn mail(&self) -> Option<&InboundMail> {
         match self {
-            Reading::Mail(m) => Some(m),
+            Reading::Mail(m, _) => Some(m),
             Reading::Oversize { headers, .. } => headers.as_deref(),
             Reading::Defective(_) => None,
         }
+    }
+}
+
+/// What intake derives from a mail's text, worked out once when the mail is
+/// read (in parallel, off the thread that writes the store) rather than while
+/// deciding, and at most once per mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailText {
+    /// The body without a reply's quoted history: what a follow-up adds.
+    pub reply: String,
+    /// Subject and body as the duplicate rule compares them.
+    pub fingerprint: Fingerprint,
+}
+
+impl MailText {
+    /// `mail.body` must already be cut at the reply marker (as [`read`] does).
+    pub fn of(mail: &InboundMail, tags: &TagMatcher) -> MailText {
+        let reply = cut_quoted_history(&mail.body);
+        let fingerprint = Fingerprint::of_reply(&mail.subject, &reply, tags);
+        MailText { reply, fingerprint }
     }
 }
 
@@ -62,7 +83,8 @@ pub fn read(raw: &[u8], config: &Config) -> Reading {
     match InboundMail::parse(raw) {
         Ok(mut mail) => {
             mail.body = cut_at_marker(&mail.body);
-            Reading::Mail(Box::new(mail))
+            let text = MailText::of(&mail, &config.tags);
+            Reading::Mail(Box::new(mail), Box::new(text))
         }
         Err(defect) => Reading::Defective(defect),
     }
@@ -239,8 +261,9 @@ fn decide_inner(
         Reading::Oversize { size, headers } => {
             return decide_oversize(*size, headers.as_deref(), config, view, now);
         }
-        Reading::Mail(mail) => mail,
+        Reading::Mail(mail, text) => (&**mail, &**text),
     };
+    let (mail, text) = mail;
 
     // 2. The same message twice (e.g. sent to two monitored mailboxes).
     if let Some(id) = &mail.message_id
@@ -296,7 +319,7 @@ fn decide_inner(
                 notices: Vec::new(),
             };
         }
-        return decide_follow_up(mail, ticket, &how, mailbox, config, view, now, tags);
+        return decide_follow_up(mail, text, ticket, &how, mailbox, config, view, now, tags);
     }
 
     if let Some(reason) = &machine {
@@ -306,7 +329,7 @@ fn decide_inner(
                 format!("machine mail ({reason}) about no mail of ours"),
             );
         }
-        let mut decision = decide_new_ticket(mail, mailbox, config, view, None, tags, now);
+        let mut decision = decide_new_ticket(mail, text, mailbox, config, view, None, tags, now);
         decision.notices.clear();
         decision.reason = format!(
             "machine mail ({reason}): ticket created without acknowledgement or notification"
@@ -316,13 +339,13 @@ fn decide_inner(
 
     // 6. Duplicates (SPEC §5).
     if config.duplicates.enabled
-        && let Some(decision) = decide_duplicate(mail, mailbox, config, view, now, tags)
+        && let Some(decision) = decide_duplicate(mail, text, mailbox, config, view, now, tags)
     {
         return decision;
     }
 
     // 7. New ticket.
-    decide_new_ticket(mail, mailbox, config, view, None, tags, now)
+    decide_new_ticket(mail, text, mailbox, config, view, None, tags, now)
 }
 
 fn decide_oversize(
@@ -441,6 +464,7 @@ fn is_participant(
 #[allow(clippy::too_many_arguments)]
 fn decide_follow_up(
     mail: &InboundMail,
+    text: &MailText,
     ticket: TicketSnapshot,
     how: &str,
     mailbox: &Mailbox,
@@ -453,7 +477,7 @@ fn decide_follow_up(
         let who = &mail.from;
         return match config.intake.foreign_replies {
             ForeignReplies::NewTicket => {
-                let mut d = decide_new_ticket(mail, mailbox, config, view, None, tags, now);
+                let mut d = decide_new_ticket(mail, text, mailbox, config, view, None, tags, now);
                 d.reason = format!(
                     "{who} is not a participant of ticket {} ({how}): new ticket (foreign_replies = new_ticket); {}",
                     ticket.id, d.reason
@@ -487,7 +511,7 @@ fn decide_follow_up(
     }
 
     if let Some(agent) = config.agent(&mail.from) {
-        return decide_agent_mail(mail, &ticket, how, agent, mailbox, config, view);
+        return decide_agent_mail(mail, text, &ticket, how, agent, mailbox, config, view);
     }
 
     let by = mail.from.clone();
@@ -535,8 +559,16 @@ fn decide_follow_up(
                     detail: Some("follow-up within the reopen window".into()),
                 })
             } else {
-                let mut d =
-                    decide_new_ticket(mail, mailbox, config, view, Some(ticket.id), tags, now);
+                let mut d = decide_new_ticket(
+                    mail,
+                    text,
+                    mailbox,
+                    config,
+                    view,
+                    Some(ticket.id),
+                    tags,
+                    now,
+                );
                 d.reason = format!(
                     "ticket {} is closed since {} (past reopen_window): new ticket that continues it",
                     ticket.id,
@@ -589,7 +621,7 @@ fn decide_follow_up(
             transition,
             bounce: None,
             // A reply's quoted history is the ticket's own past: keep the new text.
-            body: Some(cut_quoted_history(&mail.body)),
+            body: Some(text.reply.clone()),
             ..Default::default()
         }),
         reason: format!("follow-up on ticket {} by {how}{change}", ticket.id),
@@ -603,8 +635,10 @@ fn decide_follow_up(
 /// mailbox's `notes_address`). A relay with text carries the status change
 /// it makes (a `resolved` relay is the solution mail), so the customer gets
 /// one mail per change, not a reply plus a notice.
+#[allow(clippy::too_many_arguments)]
 fn decide_agent_mail(
     mail: &InboundMail,
+    text: &MailText,
     ticket: &TicketSnapshot,
     how: &str,
     agent: &crate::config::Agent,
@@ -612,8 +646,8 @@ fn decide_agent_mail(
     config: &Config,
     view: &impl DeskView,
 ) -> Decision {
-    let body = cut_quoted_history(&mail.body);
-    let parsed = agent_commands::parse(&body);
+    let body = &text.reply;
+    let parsed = agent_commands::parse(body);
     let to_notes = mailbox
         .notes_address
         .as_deref()
@@ -783,6 +817,7 @@ fn decide_agent_mail(
 /// ticket as a note, and the customer is told which ticket to follow.
 fn decide_duplicate(
     mail: &InboundMail,
+    text: &MailText,
     mailbox: &Mailbox,
     config: &Config,
     view: &impl DeskView,
@@ -800,11 +835,11 @@ fn decide_duplicate(
         }
         crate::config::DuplicateScope::Sender => None,
     };
-    let fingerprint = Fingerprint::of(&mail.subject, &mail.body, tags);
+    let fingerprint = &text.fingerprint;
     let candidates = view.duplicate_candidates(&requester, customer, now - window);
     let original_id = duplicates::find_original(&fingerprint, &candidates)?;
     let original = view.ticket(original_id)?;
-    let mut decision = decide_new_ticket(mail, mailbox, config, view, None, tags, now);
+    let mut decision = decide_new_ticket(mail, text, mailbox, config, view, None, tags, now);
     let TicketAction::Create(ticket) = &mut decision.ticket else {
         return None;
     };
@@ -871,8 +906,10 @@ pub fn notify_agents(assignee: Option<&str>, queue: &str, config: &Config) -> Ve
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn decide_new_ticket(
     mail: &InboundMail,
+    text: &MailText,
     mailbox: &Mailbox,
     config: &Config,
     view: &impl DeskView,
@@ -927,7 +964,7 @@ fn decide_new_ticket(
         continues,
         duplicate_of: None,
         cancel_reason: None,
-        fingerprint: Fingerprint::of(&mail.subject, &mail.body, tags),
+        fingerprint: text.fingerprint.clone(),
     };
     for a in [&requester, &mail.from].into_iter().chain(mail.cc.iter()) {
         if !config.is_own_address(a) && !ticket.participants.contains(a) {
