@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use chrono::{DateTime, Utc};
 use postdesk_core::config::Config;
@@ -73,12 +74,12 @@ pub enum Taken {
 /// those to the source, and retries the rest later. Fails only when not even
 /// the first message could be taken in.
 ///
-/// The pure work goes to helper threads (see ARCHITECTURE.md, "Intake"): the
-/// messages are parsed in parallel first; while this thread decides and
-/// writes each message in turn, the helpers compose the mail it causes and
-/// write its attachment files; their results are written before the one
-/// commit. Should any of that fail, the batch is rolled back and done again
-/// on this thread alone, exactly as one message after another.
+/// The pure work goes to helper threads (see ARCHITECTURE.md, "Intake"): they
+/// parse the messages ahead of this thread, which decides and writes each
+/// message in turn; then they compose the mail each causes and write its
+/// attachment files, and their results are written before the one commit.
+/// Should any of that fail, the batch is rolled back and done again on this
+/// thread alone, exactly as one message after another.
 pub fn take_in_batch(
     store: &mut Store,
     desk: &Desk,
@@ -86,14 +87,14 @@ pub fn take_in_batch(
     batch: &[(&str, &[u8])],
     now: DateTime<Utc>,
 ) -> Result<Vec<Taken>, IntakeError> {
-    let readings = read_all(batch, &desk.config);
+    let readings = Readings::new(batch, &desk.config);
     let outcomes = if batch.len() > 1 {
-        match take_in_with_helpers(store, desk, mailbox, batch, &readings, now)? {
+        match take_in_with_helpers(store, desk, mailbox, &readings, now)? {
             Some(outcomes) => outcomes,
-            None => take_in_sequentially(store, desk, mailbox, batch, &readings, now)?,
+            None => take_in_sequentially(store, desk, mailbox, &readings, now)?,
         }
     } else {
-        take_in_sequentially(store, desk, mailbox, batch, &readings, now)?
+        take_in_sequentially(store, desk, mailbox, &readings, now)?
     };
     // One line per message, after the commit: what happened to it, where.
     for (taken, (source_ref, _)) in outcomes.iter().zip(batch) {
@@ -117,41 +118,50 @@ fn helper_count() -> usize {
         .clamp(1, 3)
 }
 
-/// Parses every message of the batch (pure, independent per message), on
-/// the calling thread and the helpers.
-fn read_all(batch: &[(&str, &[u8])], config: &Config) -> Vec<Reading> {
-    if batch.len() < 2 {
-        return batch
-            .iter()
-            .map(|(_, raw)| intake::read(raw, config))
-            .collect();
-    }
-    let threads = helper_count() + 1;
-    let chunk = batch.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut parts = batch.chunks(chunk);
-        let first = parts.next().unwrap_or(&[]);
-        let helpers: Vec<_> = parts
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(_, raw)| intake::read(raw, config))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut readings: Vec<Reading> = first
-            .iter()
-            .map(|(_, raw)| intake::read(raw, config))
-            .collect();
-        for helper in helpers {
-            match helper.join() {
-                Ok(part) => readings.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+/// The batch's messages, each parsed once (pure, independent per message):
+/// by a helper thread running ahead, or by the thread that needs it first.
+struct Readings<'b> {
+    batch: &'b [(&'b str, &'b [u8])],
+    config: &'b Config,
+    parsed: Vec<OnceLock<Reading>>,
+    /// The next message no helper has taken up yet.
+    next: AtomicUsize,
+}
+
+impl<'b> Readings<'b> {
+    fn new(batch: &'b [(&'b str, &'b [u8])], config: &'b Config) -> Self {
+        Readings {
+            batch,
+            config,
+            parsed: batch.iter().map(|_| OnceLock::new()).collect(),
+            next: AtomicUsize::new(0),
         }
-        readings
-    })
+    }
+
+    /// Message `i` as read; parsed now unless a helper already did (or is
+    /// doing it: then this waits for it).
+    fn get(&self, i: usize) -> &Reading {
+        self.parsed[i].get_or_init(|| intake::read(self.batch[i].1, self.config))
+    }
+
+    /// A helper's turn: parses the next message nobody took up; false once
+    /// every message has been taken up.
+    fn read_ahead(&self) -> bool {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        if i >= self.batch.len() {
+            return false;
+        }
+        self.get(i);
+        true
+    }
+
+    /// (source_ref, raw bytes, reading) of each message, in order.
+    fn iter(&self) -> impl Iterator<Item = (&'b str, &'b [u8], &Reading)> {
+        self.batch
+            .iter()
+            .enumerate()
+            .map(|(i, (source_ref, raw))| (*source_ref, *raw, self.get(i)))
+    }
 }
 
 /// One message after another on this thread: mail composed and attachments
@@ -160,13 +170,12 @@ fn take_in_sequentially(
     store: &mut Store,
     desk: &Desk,
     mailbox: &Mailbox,
-    batch: &[(&str, &[u8])],
-    readings: &[Reading],
+    readings: &Readings<'_>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Taken>, IntakeError> {
     let tx = store.begin()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for ((source_ref, raw), reading) in batch.iter().zip(readings) {
+    let mut outcomes = Vec::with_capacity(readings.batch.len());
+    for (source_ref, raw, reading) in readings.iter() {
         tx.savepoint()?;
         match take_one(&tx, desk, mailbox, source_ref, raw, reading, now, None) {
             Ok(taken) => {
@@ -237,12 +246,16 @@ impl<'a> Deferred<'a> {
     }
 }
 
+/// A helper thread: reads messages ahead of the batch's thread, then does
+/// the jobs that thread hands over until it closes the queue.
 fn work(
+    readings: &Readings<'_>,
     jobs: &Mutex<mpsc::Receiver<Job<'_>>>,
     desk: &Desk,
     mailbox: &Mailbox,
     now: DateTime<Utc>,
 ) -> Vec<Done> {
+    while readings.read_ahead() {}
     let mut done = Vec::new();
     loop {
         let job = match jobs.lock() {
@@ -296,20 +309,19 @@ fn work(
 /// The batch with helper threads; `None` when it must be done again
 /// sequentially (a mail could not be composed, an attachment not written:
 /// the sequential pass decides what that means for each message).
-fn take_in_with_helpers(
+fn take_in_with_helpers<'r>(
     store: &mut Store,
     desk: &Desk,
     mailbox: &Mailbox,
-    batch: &[(&str, &[u8])],
-    readings: &[Reading],
+    readings: &'r Readings<'r>,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<Taken>>, IntakeError> {
-    let tx = store.begin()?;
     let (sender, receiver) = mpsc::channel();
     let receiver = Mutex::new(receiver);
-    let (outcomes, done, broken) = std::thread::scope(|scope| {
+    let (applied, done) = std::thread::scope(|scope| {
+        // The helpers start reading while the write transaction is opened.
         let helpers: Vec<_> = (0..helper_count())
-            .map(|_| scope.spawn(|| work(&receiver, desk, mailbox, now)))
+            .map(|_| scope.spawn(|| work(readings, &receiver, desk, mailbox, now)))
             .collect();
         let mut deferred = Deferred {
             jobs: sender,
@@ -317,55 +329,24 @@ fn take_in_with_helpers(
             saving: HashSet::new(),
             broken: false,
         };
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut failure = None;
-        for (i, ((source_ref, raw), reading)) in batch.iter().zip(readings).enumerate() {
-            deferred.message = i;
-            if let Err(e) = tx.savepoint() {
-                failure = Some(e.into());
-                break;
-            }
-            let result = take_one(
-                &tx,
-                desk,
-                mailbox,
-                source_ref,
-                raw,
-                reading,
-                now,
-                Some(&mut deferred),
-            )
-            .and_then(|taken| Ok(tx.release_savepoint().map(|()| taken)?));
-            match result {
-                Ok(taken) => outcomes.push(taken),
-                Err(e) => {
-                    if let Err(e) = tx.rollback_to_savepoint() {
-                        failure = Some(e.into());
-                    } else if outcomes.is_empty() {
-                        failure = Some(e);
-                    } else {
-                        warn!(mailbox = %mailbox.name, source_ref, error = %e, "message left for the next pass");
-                    }
-                    break;
-                }
-            }
-        }
+        let applied = store.begin().map_err(IntakeError::from).and_then(|tx| {
+            let outcomes = apply_in_order(&tx, desk, mailbox, readings, now, &mut deferred)?;
+            Ok((tx, outcomes))
+        });
         let broken = deferred.broken;
         // No more jobs: the helpers stop once the queue is empty, and this
         // thread helps empty it.
         drop(deferred);
-        let mut done = work(&receiver, desk, mailbox, now);
+        let mut done = work(readings, &receiver, desk, mailbox, now);
         for helper in helpers {
             match helper.join() {
                 Ok(part) => done.extend(part),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok((outcomes, done, broken)),
-        }
-    })?;
+        (applied.map(|(tx, outcomes)| (tx, outcomes, broken)), done)
+    });
+    let (tx, outcomes, broken) = applied?;
     if broken {
         return Ok(None);
     }
@@ -396,6 +377,47 @@ fn take_in_with_helpers(
     }
     tx.commit()?;
     Ok(Some(outcomes))
+}
+
+/// Each message in its own savepoint, in order, handing the pure work to the
+/// helpers; stops at the first message that fails (rolled back alone). Fails
+/// when not even the first message could be taken in.
+fn apply_in_order<'r>(
+    tx: &Tx<'_>,
+    desk: &Desk,
+    mailbox: &Mailbox,
+    readings: &'r Readings<'r>,
+    now: DateTime<Utc>,
+    deferred: &mut Deferred<'r>,
+) -> Result<Vec<Taken>, IntakeError> {
+    let mut outcomes = Vec::with_capacity(readings.batch.len());
+    for (i, (source_ref, raw, reading)) in readings.iter().enumerate() {
+        deferred.message = i;
+        tx.savepoint()?;
+        let result = take_one(
+            tx,
+            desk,
+            mailbox,
+            source_ref,
+            raw,
+            reading,
+            now,
+            Some(&mut *deferred),
+        )
+        .and_then(|taken| Ok(tx.release_savepoint().map(|()| taken)?));
+        match result {
+            Ok(taken) => outcomes.push(taken),
+            Err(e) => {
+                tx.rollback_to_savepoint()?;
+                if outcomes.is_empty() {
+                    return Err(e);
+                }
+                warn!(mailbox = %mailbox.name, source_ref, error = %e, "message left for the next pass");
+                break;
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -437,6 +459,13 @@ fn apply<'a>(
     let at = now.timestamp();
     let mail = reading.mail();
     let mut reason = decision.reason.clone();
+    // The ticket this message files onto, known before the inbound row is
+    // written, so the row is written once.
+    let ticket_id = match &decision.ticket {
+        TicketAction::None => None,
+        TicketAction::Create(_) => Some(tx.next_ticket_id(desk.config.desk.first_ticket_number)?),
+        TicketAction::Append(append) => Some(append.ticket),
+    };
     let inbound = tx.insert_inbound(
         &InboundRow {
             mailbox: mailbox.name.clone(),
@@ -447,201 +476,202 @@ fn apply<'a>(
             subject: mail.map(|m| m.subject.clone()),
             size: raw.len() as i64,
             disposition: decision.disposition.code().to_string(),
-            ticket: None,
+            ticket: ticket_id,
             reason: reason.clone(),
             ..Default::default()
         },
         raw,
     )?;
 
-    let ticket_id = match &decision.ticket {
-        TicketAction::None => None,
-        TicketAction::Create(new) => {
-            let id = tx.next_ticket_id(desk.config.desk.first_ticket_number)?;
-            let row = TicketRow {
-                id,
-                subject: new.subject.clone(),
-                status: new.status.code().into(),
-                priority: new.priority.code().into(),
-                ticket_type: new.ticket_type.map(|t| t.code().to_string()),
-                categories: new.categories.clone(),
-                queue: new.queue.clone(),
-                mailbox: new.mailbox.clone(),
-                requester: new.requester.clone(),
-                customer: new.customer.clone(),
-                assignee: new.assignee.clone(),
-                participants: new.participants.clone(),
-                duplicate_of: new.duplicate_of,
-                continues: new.continues,
-                created_at: at,
-                updated_at: at,
-                last_update_at: Some(at),
-                closed_at: None,
-                sla_state: "none".into(),
-                ..Default::default()
-            };
-            let mut row = row;
-            settle_sla(&desk.config, &mut row, None, at);
-            tx.insert_ticket(&row)?;
-            tx.set_fingerprint(id, &new.fingerprint.subject, &new.fingerprint.body)?;
-            let detail = new
-                .continues
-                .map(|old| format!("continues closed ticket {old}"));
-            tx.add_event(
-                id,
-                &EventRow {
-                    at,
-                    kind: "created".into(),
-                    to: Some(Status::New.code().into()),
-                    by: Some(new.requester.clone()),
-                    detail,
+    // The ticket as it stands after this message, and the Message-ID its
+    // thread starts with, for the mail the message causes.
+    let (ticket, thread_root): (Option<TicketRow>, Option<Arc<str>>) =
+        match (&decision.ticket, ticket_id) {
+            (TicketAction::Create(new), Some(id)) => {
+                let row = TicketRow {
+                    id,
+                    subject: new.subject.clone(),
+                    status: new.status.code().into(),
+                    priority: new.priority.code().into(),
+                    ticket_type: new.ticket_type.map(|t| t.code().to_string()),
+                    categories: new.categories.clone(),
+                    queue: new.queue.clone(),
+                    mailbox: new.mailbox.clone(),
+                    requester: new.requester.clone(),
+                    customer: new.customer.clone(),
+                    assignee: new.assignee.clone(),
+                    participants: new.participants.clone(),
+                    duplicate_of: new.duplicate_of,
+                    continues: new.continues,
+                    created_at: at,
+                    updated_at: at,
+                    last_update_at: Some(at),
+                    closed_at: None,
+                    sla_state: "none".into(),
                     ..Default::default()
-                },
-            )?;
-            if new.status == Status::Cancelled {
+                };
+                let mut row = row;
+                settle_sla(&desk.config, &mut row, None, at);
+                tx.insert_ticket(&row)?;
+                tx.set_fingerprint(id, &new.fingerprint.subject, &new.fingerprint.body)?;
+                let detail = new
+                    .continues
+                    .map(|old| format!("continues closed ticket {old}"));
                 tx.add_event(
                     id,
                     &EventRow {
                         at,
-                        kind: "status".into(),
-                        from: Some("new".into()),
-                        to: Some("cancelled".into()),
-                        by: Some("postdesk".into()),
-                        detail: new.cancel_reason.clone(),
-                    },
-                )?;
-            }
-            if let (Some(original), Some(m)) = (new.duplicate_of, mail) {
-                // SPEC §5: the new information goes to the oldest ticket as a note.
-                tx.add_event(
-                    id,
-                    &EventRow {
-                        at,
-                        kind: "duplicate".into(),
-                        to: Some(original.to_string()),
-                        by: Some("postdesk".into()),
+                        kind: "created".into(),
+                        to: Some(Status::New.code().into()),
+                        by: Some(new.requester.clone()),
+                        detail,
                         ..Default::default()
                     },
                 )?;
-                let text = format!(
-                    "Ticket {id} from {} was cancelled as a duplicate of this one:\n\n{}",
-                    m.from, m.body
-                );
-                tx.insert_message(&MessageRow {
-                    ticket: original,
-                    kind: "note".into(),
-                    from: m.from.clone(),
-                    subject: m.subject.clone(),
-                    received_at: at,
-                    body: text,
-                    ..Default::default()
-                })?;
-                tx.add_event(
-                    original,
-                    &EventRow {
-                        at,
-                        kind: "merged_note".into(),
-                        by: Some(m.from.clone()),
-                        detail: Some(format!("text of duplicate ticket {id}")),
-                        ..Default::default()
-                    },
-                )?;
-                let mut original_row = tx.ticket(original)?;
-                if let Some(row) = original_row.as_mut() {
-                    row.updated_at = at;
-                    tx.update_ticket(row)?;
-                }
-            }
-            if let Some(m) = mail {
-                store_message(
-                    tx,
-                    desk,
-                    id,
-                    new.kind.code(),
-                    m,
-                    None,
-                    inbound,
-                    at,
-                    deferred.as_deref_mut(),
-                )?;
-            }
-            Some(id)
-        }
-        TicketAction::Append(append) => {
-            let id = append.ticket;
-            if let Some(m) = mail {
-                store_message(
-                    tx,
-                    desk,
-                    id,
-                    append.kind.code(),
-                    m,
-                    append.body.as_deref(),
-                    inbound,
-                    at,
-                    deferred.as_deref_mut(),
-                )?;
-            }
-            for p in &append.new_participants {
-                tx.add_participant(id, p)?;
-            }
-            if let Some(mut row) = tx.ticket(id)? {
-                row.updated_at = at;
-                let before = row.status.clone();
-                let by = mail.map_or("postdesk", |m| m.from.as_str());
-                if let Some(plan) = &append.plan {
-                    apply_plan(tx, &mut row, plan, by, at)?;
-                }
-                if let Some(t) = &append.transition {
-                    apply_transition(tx, &mut row, t, at)?;
-                }
-                if append.support_update {
-                    row.last_update_at = Some(at);
-                }
-                if append.first_response && row.first_response_at.is_none() {
-                    row.first_response_at = Some(at);
-                }
-                settle_sla(&desk.config, &mut row, Some(&before), at);
-                tx.update_ticket(&row)?;
-            }
-            if let Some(report) = &append.bounce {
-                let detail = format!(
-                    "{} for {}",
-                    report.status.as_deref().unwrap_or("unknown status"),
-                    report
-                        .failed_recipient
-                        .as_deref()
-                        .unwrap_or("unknown recipient")
-                );
-                tx.add_event(
-                    id,
-                    &EventRow {
-                        at,
-                        kind: "bounce".into(),
-                        by: mail.map(|m| m.from.clone()),
-                        detail: Some(detail.clone()),
-                        ..Default::default()
-                    },
-                )?;
-                if let Some(original) = &report.original_message_id {
-                    tx.fail_outbox_by_message_id(original, &format!("bounced: {detail}"))?;
-                }
-                if report.is_permanent()
-                    && let Some(address) = &report.failed_recipient
-                {
-                    tx.stop_automatic_mail(
-                        address,
-                        at + 60 * 86_400,
-                        &format!("permanent bounce {detail}"),
+                if new.status == Status::Cancelled {
+                    tx.add_event(
+                        id,
+                        &EventRow {
+                            at,
+                            kind: "status".into(),
+                            from: Some("new".into()),
+                            to: Some("cancelled".into()),
+                            by: Some("postdesk".into()),
+                            detail: new.cancel_reason.clone(),
+                        },
                     )?;
                 }
+                if let (Some(original), Some(m)) = (new.duplicate_of, mail) {
+                    // SPEC §5: the new information goes to the oldest ticket as a note.
+                    tx.add_event(
+                        id,
+                        &EventRow {
+                            at,
+                            kind: "duplicate".into(),
+                            to: Some(original.to_string()),
+                            by: Some("postdesk".into()),
+                            ..Default::default()
+                        },
+                    )?;
+                    let text = format!(
+                        "Ticket {id} from {} was cancelled as a duplicate of this one:\n\n{}",
+                        m.from, m.body
+                    );
+                    tx.insert_message(&MessageRow {
+                        ticket: original,
+                        kind: "note".into(),
+                        from: m.from.clone(),
+                        subject: m.subject.clone(),
+                        received_at: at,
+                        body: text,
+                        ..Default::default()
+                    })?;
+                    tx.add_event(
+                        original,
+                        &EventRow {
+                            at,
+                            kind: "merged_note".into(),
+                            by: Some(m.from.clone()),
+                            detail: Some(format!("text of duplicate ticket {id}")),
+                            ..Default::default()
+                        },
+                    )?;
+                    let mut original_row = tx.ticket(original)?;
+                    if let Some(row) = original_row.as_mut() {
+                        row.updated_at = at;
+                        tx.update_ticket(row)?;
+                    }
+                }
+                if let Some(m) = mail {
+                    store_message(
+                        tx,
+                        desk,
+                        id,
+                        new.kind.code(),
+                        m,
+                        None,
+                        inbound,
+                        at,
+                        deferred.as_deref_mut(),
+                    )?;
+                }
+                let root = mail.and_then(|m| m.message_id.as_deref()).map(Arc::from);
+                (Some(row), root)
             }
-            Some(id)
-        }
-    };
-    if let Some(id) = ticket_id {
-        tx.set_inbound_ticket(inbound, id)?;
-    }
+            (TicketAction::Append(append), Some(id)) => {
+                if let Some(m) = mail {
+                    store_message(
+                        tx,
+                        desk,
+                        id,
+                        append.kind.code(),
+                        m,
+                        append.body.as_deref(),
+                        inbound,
+                        at,
+                        deferred.as_deref_mut(),
+                    )?;
+                }
+                for p in &append.new_participants {
+                    tx.add_participant(id, p)?;
+                }
+                let mut ticket = tx.ticket(id)?;
+                if let Some(row) = ticket.as_mut() {
+                    row.updated_at = at;
+                    let before = row.status.clone();
+                    let by = mail.map_or("postdesk", |m| m.from.as_str());
+                    if let Some(plan) = &append.plan {
+                        apply_plan(tx, row, plan, by, at)?;
+                    }
+                    if let Some(t) = &append.transition {
+                        apply_transition(tx, row, t, at)?;
+                    }
+                    if append.support_update {
+                        row.last_update_at = Some(at);
+                    }
+                    if append.first_response && row.first_response_at.is_none() {
+                        row.first_response_at = Some(at);
+                    }
+                    settle_sla(&desk.config, row, Some(&before), at);
+                    tx.update_ticket(row)?;
+                }
+                if let Some(report) = &append.bounce {
+                    let detail = format!(
+                        "{} for {}",
+                        report.status.as_deref().unwrap_or("unknown status"),
+                        report
+                            .failed_recipient
+                            .as_deref()
+                            .unwrap_or("unknown recipient")
+                    );
+                    tx.add_event(
+                        id,
+                        &EventRow {
+                            at,
+                            kind: "bounce".into(),
+                            by: mail.map(|m| m.from.clone()),
+                            detail: Some(detail.clone()),
+                            ..Default::default()
+                        },
+                    )?;
+                    if let Some(original) = &report.original_message_id {
+                        tx.fail_outbox_by_message_id(original, &format!("bounced: {detail}"))?;
+                    }
+                    if report.is_permanent()
+                        && let Some(address) = &report.failed_recipient
+                    {
+                        tx.stop_automatic_mail(
+                            address,
+                            at + 60 * 86_400,
+                            &format!("permanent bounce {detail}"),
+                        )?;
+                    }
+                }
+                let root = crate::store::first_message_id(tx.conn(), id)?.map(Arc::from);
+                (ticket, root)
+            }
+            _ => (None, None),
+        };
     if let Some(message_id) = mail.and_then(|m| m.message_id.as_deref()) {
         tx.record_message_id(message_id, "in", ticket_id)?;
     }
@@ -663,7 +693,8 @@ fn apply<'a>(
         tx,
         desk,
         mailbox,
-        ticket_id,
+        ticket.map(Arc::new),
+        thread_root,
         mail_for_notices.map(Arc::new),
         &decision.notices,
         now,
@@ -701,11 +732,20 @@ pub fn queue_notices(
     notices: &[Notice],
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
+    let ticket = match ticket_id {
+        Some(id) => tx.ticket(id)?.map(Arc::new),
+        None => None,
+    };
+    let thread_root = match ticket_id {
+        Some(id) => crate::store::first_message_id(tx.conn(), id)?.map(Arc::from),
+        None => None,
+    };
     queue_notices_via(
         tx,
         desk,
         mailbox,
-        ticket_id,
+        ticket,
+        thread_root,
         inbound.map(|m| Arc::new(Cow::Borrowed(m))),
         notices,
         now,
@@ -713,7 +753,8 @@ pub fn queue_notices(
     )
 }
 
-/// [`queue_notices`], composing now or (`deferred`) on a helper thread: then
+/// [`queue_notices`] for `ticket` as it stands (and the Message-ID its thread
+/// starts with), composing now or (`deferred`) on a helper thread: then
 /// the outbox row is written now without its text (what later decisions
 /// look at: recipients, template, Message-ID) and filled in before commit.
 #[allow(clippy::too_many_arguments)]
@@ -721,21 +762,14 @@ fn queue_notices_via<'a>(
     tx: &Tx<'_>,
     desk: &Desk,
     mailbox: &Mailbox,
-    ticket_id: Option<i64>,
+    ticket: Option<Arc<TicketRow>>,
+    thread_root: Option<Arc<str>>,
     inbound: Option<Arc<Cow<'a, InboundMail>>>,
     notices: &[Notice],
     now: DateTime<Utc>,
     mut deferred: Option<&mut Deferred<'a>>,
 ) -> Result<Vec<String>, StoreError> {
     let at = now.timestamp();
-    let ticket = match ticket_id {
-        Some(id) => tx.ticket(id)?.map(Arc::new),
-        None => None,
-    };
-    let thread_root: Option<Arc<str>> = match ticket_id {
-        Some(id) => crate::store::first_message_id(tx.conn(), id)?.map(Arc::from),
-        None => None,
-    };
     let mut skipped = Vec::new();
     for notice in notices {
         let about_ticket = match notice.about {

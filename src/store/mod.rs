@@ -406,7 +406,8 @@ impl Tx<'_> {
     pub fn next_ticket_id(&self, first: i64) -> Result<i64> {
         let max: Option<i64> = self
             .tx
-            .query_row("SELECT MAX(id) FROM tickets", [], |r| r.get(0))?;
+            .prepare_cached("SELECT MAX(id) FROM tickets")?
+            .query_row([], |r| r.get(0))?;
         Ok(max.map_or(first, |m| (m + 1).max(first)))
     }
 
@@ -513,13 +514,6 @@ impl Tx<'_> {
             .prepare_cached("INSERT INTO inbound_raw (inbound, raw) VALUES (?1, ?2)")?
             .execute(params![id, raw])?;
         Ok(id)
-    }
-
-    pub fn set_inbound_ticket(&self, inbound: i64, ticket: i64) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE inbound SET ticket = ?2 WHERE id = ?1")?
-            .execute(params![inbound, ticket])?;
-        Ok(())
     }
 
     pub fn insert_outbox(&self, o: &OutboxRow) -> Result<i64> {
