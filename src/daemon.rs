@@ -467,6 +467,7 @@ async fn drain_mailbox(
         if batch.is_empty() {
             break;
         }
+        store.start_background_checkpoints()?;
         let done = take_in_and_acknowledge(
             &mut source,
             &mut store,
@@ -487,6 +488,7 @@ async fn drain_mailbox(
         tx.record_poll(&mailbox.name, clock.now().timestamp(), None)?;
         tx.commit()?;
     }
+    store.stop_background_checkpoints()?;
     if taken > 0 {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         info!(mailbox = %mailbox.name, taken, elapsed_ms, "mailbox drained");
@@ -702,6 +704,7 @@ impl Imap<'_> {
                 if batch.is_empty() {
                     break;
                 }
+                store.start_background_checkpoints()?;
                 let done = take_in_and_acknowledge(
                     &mut source,
                     &mut store,
@@ -724,6 +727,7 @@ impl Imap<'_> {
                 tx.record_poll(&mailbox.name, clock.now().timestamp(), None)?;
                 tx.commit()?;
             }
+            store.stop_background_checkpoints()?;
             backoff.reset();
             self.shared
                 .metrics

@@ -50,6 +50,13 @@ pub fn ingest(
             })?;
         inputs.push(("stdin".into(), raw));
     }
+    if files.len() > 1 {
+        // A backlog of files: checkpoints off the committing thread.
+        store.start_background_checkpoints().map_err(|e| Failure {
+            code: EX_TEMPFAIL,
+            error: e.into(),
+        })?;
+    }
     let mut code = 0;
     for (label, raw) in &inputs {
         code = code.max(ingest_batch(

@@ -8,6 +8,7 @@
 //! [`DeskView`]: postdesk_core::view::DeskView
 
 pub mod backup;
+mod checkpoint;
 pub mod mailbox_state;
 mod migrations;
 pub mod monitoring;
@@ -41,6 +42,8 @@ pub enum StoreError {
     /// it was, unmigrated.
     #[error("backing up the database before migrating it: {0}")]
     Backup(#[from] backup::BackupError),
+    #[error("cannot start the checkpoint thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl StoreError {
@@ -75,6 +78,8 @@ pub fn to_time(secs: i64) -> DateTime<Utc> {
 /// One connection to the database.
 pub struct Store {
     conn: Connection,
+    /// Set during a burst of intake ([`Store::start_background_checkpoints`]).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -115,7 +120,40 @@ impl Store {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn, path, &migrations::all())?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            checkpointer: None,
+        })
+    }
+
+    /// For a burst of batch intake (a mailbox's backlog, `ingest`): commits
+    /// leave the copying of the write-ahead log to a thread of its own (see
+    /// [`checkpoint`]), and the page cache may hold a whole batch's writes
+    /// (up to 16 MiB) instead of spilling them to the log before the commit.
+    /// [`Store::stop_background_checkpoints`] ends the burst.
+    pub fn start_background_checkpoints(&mut self) -> Result<()> {
+        if self.checkpointer.is_some() {
+            return Ok(());
+        }
+        let Some(path) = self.conn.path().map(std::path::PathBuf::from) else {
+            return Ok(());
+        };
+        self.checkpointer = Some(checkpoint::Checkpointer::start(&path)?);
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        self.conn.pragma_update(None, "cache_size", -16_384)?;
+        Ok(())
+    }
+
+    /// Back to SQLite's own checkpoints and cache after a burst: waits for
+    /// the checkpoint in progress, stops its thread, and gives the page cache
+    /// back, so an idle daemon stays small.
+    pub fn stop_background_checkpoints(&mut self) -> Result<()> {
+        if self.checkpointer.take().is_some() {
+            self.conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+            self.conn.pragma_update(None, "cache_size", -2000)?;
+            self.release_memory();
+        }
+        Ok(())
     }
 
     /// Gives the page cache back (best effort) when a burst of work is over,
@@ -132,6 +170,7 @@ impl Store {
             tx: self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            checkpointer: self.checkpointer.as_ref(),
         })
     }
 }
@@ -183,6 +222,7 @@ fn migrate(
 /// An open write transaction; dropped without `commit` it rolls back.
 pub struct Tx<'a> {
     tx: Transaction<'a>,
+    checkpointer: Option<&'a checkpoint::Checkpointer>,
 }
 
 /// A ticket as stored.
@@ -360,7 +400,11 @@ fn participants(conn: &Connection, ticket: i64) -> Result<Vec<String>> {
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
-        Ok(self.tx.commit()?)
+        self.tx.commit()?;
+        if let Some(checkpointer) = self.checkpointer {
+            checkpointer.wake();
+        }
+        Ok(())
     }
 
     pub fn conn(&self) -> &Connection {
