@@ -837,7 +837,7 @@ fn decide_duplicate(
     };
     let fingerprint = &text.fingerprint;
     let candidates = view.duplicate_candidates(&requester, customer, now - window);
-    let original_id = duplicates::find_original(&fingerprint, &candidates)?;
+    let original_id = duplicates::find_original(fingerprint, &candidates)?;
     let original = view.ticket(original_id)?;
     let mut decision = decide_new_ticket(mail, text, mailbox, config, view, None, tags, now);
     let TicketAction::Create(ticket) = &mut decision.ticket else {
