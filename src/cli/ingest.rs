@@ -3,8 +3,10 @@
 //! (EX_TEMPFAIL) when a message could not be stored because of a transient
 //! fault, so the MTA retries and nothing is lost. Delivery happens in `run`.
 
-use std::io::Read;
+use std::fmt::Write as _;
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -39,7 +41,7 @@ pub fn ingest(
         code: EX_TEMPFAIL,
         error: f.error,
     })?;
-    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut code = 0;
     if files.is_empty() {
         let mut raw = Vec::new();
         std::io::stdin()
@@ -48,7 +50,14 @@ pub fn ingest(
                 code: EX_TEMPFAIL,
                 error: anyhow::anyhow!("reading stdin: {e}"),
             })?;
-        inputs.push(("stdin".into(), raw));
+        code = ingest_batch(
+            &mut store,
+            &desk,
+            mailbox,
+            clock,
+            &[Input::new("stdin".into(), raw)],
+        );
+        return Ok(code);
     }
     if files.len() > 1 {
         // A backlog of files: checkpoints off the committing thread.
@@ -57,37 +66,66 @@ pub fn ingest(
             error: e.into(),
         })?;
     }
-    let mut code = 0;
-    for (label, raw) in &inputs {
-        code = code.max(ingest_batch(
-            &mut store,
-            &desk,
-            mailbox,
-            clock,
-            &[(label.clone(), raw.clone())],
-        ));
-    }
     // Files go in batches with one commit each, as the daemon takes in a
     // Maildir: a backlog of .eml files imports at the daemon's speed, and
-    // memory stays bounded by the batch.
-    for chunk in files.chunks(BATCH) {
-        let mut batch = Vec::with_capacity(chunk.len());
-        for file in chunk {
-            let label = file.display().to_string();
-            match std::fs::read(file) {
-                Ok(raw) => batch.push((label, raw)),
-                Err(e) => {
-                    eprintln!("postdesk: {label}: {e}");
-                    code = code.max(1);
+    // memory stays bounded by the batch (and the one read ahead: a reader
+    // thread reads and hashes the next batch's files meanwhile).
+    std::thread::scope(|scope| {
+        let (ready, batches) = mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for chunk in files.chunks(BATCH) {
+                let batch: Vec<Result<Input, String>> = chunk
+                    .iter()
+                    .map(|file| {
+                        let label = file.display().to_string();
+                        std::fs::read(file)
+                            .map(|raw| Input::new(label.clone(), raw))
+                            .map_err(|e| format!("postdesk: {label}: {e}"))
+                    })
+                    .collect();
+                if ready.send(batch).is_err() {
+                    return;
                 }
             }
+        });
+        for loaded in batches {
+            let mut batch = Vec::with_capacity(loaded.len());
+            for input in loaded {
+                match input {
+                    Ok(input) => batch.push(input),
+                    Err(message) => {
+                        eprintln!("{message}");
+                        code = code.max(1);
+                    }
+                }
+            }
+            let c = ingest_batch(&mut store, &desk, mailbox, clock, &batch);
+            if c == EX_TEMPFAIL || code == 0 {
+                code = code.max(c);
+            }
         }
-        let c = ingest_batch(&mut store, &desk, mailbox, clock, &batch);
-        if c == EX_TEMPFAIL || code == 0 {
-            code = code.max(c);
+    });
+    Ok(code)
+}
+
+/// One message to take in: where it came from, its bytes, and its
+/// source_ref. The same bytes ingested twice (an MTA retry, a re-run) are
+/// one message.
+struct Input {
+    label: String,
+    raw: Vec<u8>,
+    source_ref: String,
+}
+
+impl Input {
+    fn new(label: String, raw: Vec<u8>) -> Input {
+        let source_ref = format!("sha256:{}", hex(&Sha256::digest(&raw)));
+        Input {
+            label,
+            raw,
+            source_ref,
         }
     }
-    Ok(code)
 }
 
 /// Messages taken in together per commit.
@@ -101,25 +139,19 @@ fn ingest_batch(
     desk: &Desk,
     mailbox: &Mailbox,
     clock: Clock,
-    batch: &[(String, Vec<u8>)],
+    batch: &[Input],
 ) -> u8 {
-    // The same bytes ingested twice (an MTA retry, a re-run) are one message.
-    let refs: Vec<String> = batch
-        .iter()
-        .map(|(_, raw)| format!("sha256:{}", hex(&Sha256::digest(raw))))
-        .collect();
     let mut code = 0;
     let mut next = 0;
     while next < batch.len() {
-        let items: Vec<(&str, &[u8])> = refs[next..]
+        let items: Vec<(&str, &[u8])> = batch[next..]
             .iter()
-            .zip(&batch[next..])
-            .map(|(r, (_, raw))| (r.as_str(), raw.as_slice()))
+            .map(|input| (input.source_ref.as_str(), input.raw.as_slice()))
             .collect();
         let outcomes = match take_in_batch(store, desk, mailbox, &items, clock.now()) {
             Ok(outcomes) => outcomes,
             Err(e) => {
-                let label = &batch[next].0;
+                let label = &batch[next].label;
                 if e.is_transient() {
                     eprintln!("postdesk: {label}: not stored, try again later: {e}");
                     code = code.max(EX_TEMPFAIL);
@@ -131,17 +163,22 @@ fn ingest_batch(
                 continue;
             }
         };
-        for (taken, (label, _)) in outcomes.iter().zip(&batch[next..]) {
-            match taken {
+        // One line per message, written per batch (stdout is line-buffered).
+        let mut report = String::new();
+        for (taken, input) in outcomes.iter().zip(&batch[next..]) {
+            let label = &input.label;
+            let _ = match taken {
                 Taken::Processed {
                     disposition,
                     ticket: Some(t),
                     ..
-                } => println!("{label}: {disposition} (ticket {t})"),
-                Taken::Processed { disposition, .. } => println!("{label}: {disposition}"),
-                Taken::AlreadyTaken => println!("{label}: already taken in"),
-            }
+                } => writeln!(report, "{label}: {disposition} (ticket {t})"),
+                Taken::Processed { disposition, .. } => writeln!(report, "{label}: {disposition}"),
+                Taken::AlreadyTaken => writeln!(report, "{label}: already taken in"),
+            };
         }
+        // A closed stdout (an MTA that does not read it) loses only the report.
+        let _ = std::io::stdout().lock().write_all(report.as_bytes());
         // Whatever was not committed starts the next batch, where its first
         // message fails alone with its own error.
         if outcomes.is_empty() {
