@@ -201,7 +201,8 @@ enum Job<'a> {
     Compose {
         /// Index of the message in the batch that causes this mail.
         message: usize,
-        outbox: i64,
+        /// Its outbox row, to write once the mail is composed.
+        outbox: OutboxRow,
         message_id: String,
         notice: Notice,
         ticket: Option<Arc<TicketRow>>,
@@ -218,7 +219,7 @@ enum Job<'a> {
 enum Done {
     Composed {
         message: usize,
-        outbox: i64,
+        outbox: OutboxRow,
         result: Result<crate::compose::Composed, crate::compose::ComposeError>,
     },
     Saved {
@@ -236,6 +237,10 @@ struct Deferred<'a> {
     saving: HashSet<String>,
     /// A job could not be handed over: do the batch again sequentially.
     broken: bool,
+    /// The id the next outbox row of the batch gets: its row is written
+    /// only when the mail is composed, but what refers to it (recipients,
+    /// Message-ID) now, for the decisions on the messages that follow.
+    next_outbox: Option<i64>,
 }
 
 impl<'a> Deferred<'a> {
@@ -328,6 +333,7 @@ fn take_in_with_helpers<'r>(
             message: 0,
             saving: HashSet::new(),
             broken: false,
+            next_outbox: None,
         };
         let applied = store.begin().map_err(IntakeError::from).and_then(|tx| {
             let outcomes = apply_in_order(&tx, desk, mailbox, readings, now, &mut deferred)?;
@@ -356,10 +362,14 @@ fn take_in_with_helpers<'r>(
         match d {
             Done::Composed {
                 message,
-                outbox,
+                mut outbox,
                 result,
             } if message < kept => match result {
-                Ok(composed) => tx.fill_outbox(outbox, &composed.subject, &composed.raw)?,
+                Ok(composed) => {
+                    outbox.subject = composed.subject;
+                    outbox.raw = composed.raw;
+                    tx.insert_outbox_row(&outbox)?;
+                }
                 Err(e) => {
                     debug!(mailbox = %mailbox.name, error = %e, "a mail could not be composed: batch done again sequentially");
                     return Ok(None);
@@ -375,8 +385,17 @@ fn take_in_with_helpers<'r>(
             _ => {}
         }
     }
-    tx.commit()?;
-    Ok(Some(outcomes))
+    match tx.commit() {
+        Ok(()) => Ok(Some(outcomes)),
+        // Foreign keys are checked at the commit here (see `apply_in_order`):
+        // done again one statement at a time, the offending message fails
+        // alone.
+        Err(e) if e.is_constraint() => {
+            debug!(mailbox = %mailbox.name, error = %e, "batch failed a constraint at commit: done again sequentially");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Each message in its own savepoint, in order, handing the pure work to the
@@ -390,6 +409,8 @@ fn apply_in_order<'r>(
     now: DateTime<Utc>,
     deferred: &mut Deferred<'r>,
 ) -> Result<Vec<Taken>, IntakeError> {
+    // Recipients of an outbox row are written before the row itself.
+    tx.defer_foreign_keys()?;
     let mut outcomes = Vec::with_capacity(readings.batch.len());
     for (i, (source_ref, raw, reading)) in readings.iter().enumerate() {
         deferred.message = i;
@@ -808,12 +829,16 @@ fn queue_notices_via<'a>(
                 // Envelope recipients, as `compose` gives them: To and Cc.
                 let mut recipients = single.to.clone();
                 recipients.extend(single.cc.iter().cloned());
-                let outbox = tx.insert_outbox(&row(
-                    recipients,
-                    String::new(),
-                    message_id.clone(),
-                    Vec::new(),
-                ))?;
+                let id = match deferred.next_outbox {
+                    Some(id) => id,
+                    None => tx.next_outbox_id()?,
+                };
+                deferred.next_outbox = Some(id + 1);
+                let outbox = OutboxRow {
+                    id,
+                    ..row(recipients, String::new(), message_id.clone(), Vec::new())
+                };
+                tx.record_outbox_recipients(id, &outbox, to_agents)?;
                 let message = deferred.message;
                 deferred.send(Job::Compose {
                     message,
@@ -841,12 +866,15 @@ fn queue_notices_via<'a>(
                 now,
             ) {
                 Ok(composed) => {
-                    tx.insert_outbox(&row(
-                        composed.to,
-                        composed.subject,
-                        composed.message_id,
-                        composed.raw,
-                    ))?;
+                    tx.insert_outbox(
+                        &row(
+                            composed.to,
+                            composed.subject,
+                            composed.message_id,
+                            composed.raw,
+                        ),
+                        to_agents,
+                    )?;
                 }
                 Err(e) => {
                     warn!(mailbox = %mailbox.name, template = notice.template, to = %to, error = %e, "mail not queued");

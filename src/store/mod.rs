@@ -47,6 +47,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A constraint (foreign key, unique, not null) refused the write.
+    pub fn is_constraint(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation
+        )
+    }
+
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode::*;
         match self {
@@ -560,23 +569,48 @@ impl Tx<'_> {
         Ok(id)
     }
 
-    pub fn insert_outbox(&self, o: &OutboxRow) -> Result<i64> {
-        self.tx.prepare_cached("INSERT INTO outbox (ticket, template, mailbox, sender, to_addrs, subject, message_id, raw, automatic, status, attempts, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, ?11)")?
-            .execute(params![o.ticket, o.template, o.mailbox, o.sender, json_list(&o.to), o.subject, o.message_id, o.raw, o.automatic, o.next_attempt_at, o.created_at])?;
-        let id = self.tx.last_insert_rowid();
-        for to in &o.to {
-            self.tx.prepare_cached("INSERT INTO outbox_recipients (outbox, address, template, automatic, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![id, to, o.template, o.automatic, o.created_at])?;
-        }
-        self.record_message_id(&o.message_id, "out", o.ticket)?;
+    /// Queues a mail: its outbox row, and what later decisions look at (see
+    /// [`Tx::record_outbox_recipients`]).
+    pub fn insert_outbox(&self, o: &OutboxRow, to_team: bool) -> Result<i64> {
+        let id = self.insert_outbox_row(o)?;
+        self.record_outbox_recipients(id, o, to_team)?;
         Ok(id)
     }
 
-    /// Writes the text of a mail queued before it was composed.
-    pub fn fill_outbox(&self, id: i64, subject: &str, raw: &[u8]) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE outbox SET subject = ?2, raw = ?3 WHERE id = ?1")?
-            .execute(params![id, subject, raw])?;
+    /// Writes the outbox row itself, with `o.id` (0: the next free one).
+    pub fn insert_outbox_row(&self, o: &OutboxRow) -> Result<i64> {
+        let id = (o.id != 0).then_some(o.id);
+        self.tx.prepare_cached("INSERT INTO outbox (id, ticket, template, mailbox, sender, to_addrs, subject, message_id, raw, automatic, status, attempts, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', 0, ?11, ?12)")?
+            .execute(params![id, o.ticket, o.template, o.mailbox, o.sender, json_list(&o.to), o.subject, o.message_id, o.raw, o.automatic, o.next_attempt_at, o.created_at])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// What intake's later decisions look at about a queued mail: its
+    /// Message-ID (replies thread by it) and, per recipient, template and
+    /// time (the rate limit of automatic mail, once-a-day notices). A team
+    /// notification's agents are not recorded: nothing limits those.
+    pub fn record_outbox_recipients(&self, id: i64, o: &OutboxRow, to_team: bool) -> Result<()> {
+        if !to_team {
+            for to in &o.to {
+                self.tx.prepare_cached("INSERT INTO outbox_recipients (outbox, address, template, automatic, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![id, to, o.template, o.automatic, o.created_at])?;
+            }
+        }
+        self.record_message_id(&o.message_id, "out", o.ticket)
+    }
+
+    /// The id the next outbox row gets when none is given.
+    pub fn next_outbox_id(&self) -> Result<i64> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM outbox")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// Foreign keys of this transaction are checked at its commit, not per
+    /// statement (rows may refer to an outbox row written later).
+    pub fn defer_foreign_keys(&self) -> Result<()> {
+        self.tx.pragma_update(None, "defer_foreign_keys", true)?;
         Ok(())
     }
 
@@ -846,6 +880,90 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations::all().validate().is_ok());
+    }
+
+    fn queued(message_id: &str) -> OutboxRow {
+        OutboxRow {
+            template: "ack".into(),
+            mailbox: "soporte".into(),
+            sender: "soporte@example.com".into(),
+            to: vec!["ana@cliente.com".into()],
+            message_id: message_id.into(),
+            automatic: true,
+            created_at: 100,
+            next_attempt_at: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_outbox_row_can_follow_its_recipients_within_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let tx = store.begin().unwrap();
+        tx.defer_foreign_keys().unwrap();
+        let id = tx.next_outbox_id().unwrap();
+        assert_eq!(id, 1);
+        let row = OutboxRow {
+            id,
+            ..queued("a@example.com")
+        };
+        tx.record_outbox_recipients(id, &row, false).unwrap();
+        // Decisions in between see the recipient already.
+        let count: i64 = tx
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM outbox_recipients WHERE outbox = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(tx.insert_outbox_row(&row).unwrap(), 1);
+        // A row written the ordinary way afterwards takes the next number.
+        assert_eq!(tx.insert_outbox(&queued("b@example.com"), true).unwrap(), 2);
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_recipient_whose_outbox_row_never_came_fails_the_commit_as_a_constraint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let tx = store.begin().unwrap();
+        tx.defer_foreign_keys().unwrap();
+        tx.record_outbox_recipients(7, &queued("a@example.com"), false)
+            .unwrap();
+        let err = tx.commit().unwrap_err();
+        assert!(err.is_constraint(), "{err}");
+        // Nothing of it was kept.
+        let tx = store.begin().unwrap();
+        let count: i64 = tx
+            .conn()
+            .query_row("SELECT COUNT(*) FROM outbox_recipients", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn a_team_notification_records_its_message_id_but_not_its_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let tx = store.begin().unwrap();
+        let id = tx.insert_outbox(&queued("team@example.com"), true).unwrap();
+        let recipients: i64 = tx
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM outbox_recipients WHERE outbox = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(recipients, 0);
+        let ids: i64 = tx
+            .conn()
+            .query_row("SELECT COUNT(*) FROM message_ids WHERE message_id = 'team@example.com' AND direction = 'out'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ids, 1);
     }
 
     #[test]
