@@ -202,7 +202,7 @@ enum Job<'a> {
         /// Index of the message in the batch that causes this mail.
         message: usize,
         /// Its outbox row, to write once the mail is composed.
-        outbox: OutboxRow,
+        outbox: Box<OutboxRow>,
         message_id: String,
         notice: Notice,
         ticket: Option<Arc<TicketRow>>,
@@ -219,7 +219,7 @@ enum Job<'a> {
 enum Done {
     Composed {
         message: usize,
-        outbox: OutboxRow,
+        outbox: Box<OutboxRow>,
         result: Result<crate::compose::Composed, crate::compose::ComposeError>,
     },
     Saved {
@@ -834,10 +834,10 @@ fn queue_notices_via<'a>(
                     None => tx.next_outbox_id()?,
                 };
                 deferred.next_outbox = Some(id + 1);
-                let outbox = OutboxRow {
+                let outbox = Box::new(OutboxRow {
                     id,
                     ..row(recipients, String::new(), message_id.clone(), Vec::new())
-                };
+                });
                 tx.record_outbox_recipients(id, &outbox, to_agents)?;
                 let message = deferred.message;
                 deferred.send(Job::Compose {
