@@ -11,6 +11,11 @@ use super::{Incoming, Location, Source, SourceError};
 pub struct Maildir {
     root: PathBuf,
     pending: VecDeque<PathBuf>,
+    /// The next batch's files, read on a thread of their own while the
+    /// current batch is taken in (a backlog is read at disk speed, not
+    /// after each commit). Only entries already listed and not handed out
+    /// are read ahead, so acknowledging never races with it.
+    read_ahead: Option<std::thread::JoinHandle<Vec<(PathBuf, std::io::Result<Vec<u8>>)>>>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SourceError {
@@ -27,6 +32,7 @@ impl Maildir {
         Ok(Maildir {
             root: root.to_path_buf(),
             pending: VecDeque::new(),
+            read_ahead: None,
         })
     }
 
@@ -52,6 +58,22 @@ impl Maildir {
     }
 }
 
+/// The first `max` of `pending`.
+fn take(pending: &mut VecDeque<PathBuf>, max: usize) -> Vec<PathBuf> {
+    let n = max.min(pending.len());
+    pending.drain(..n).collect()
+}
+
+fn read_files(paths: Vec<PathBuf>) -> Vec<(PathBuf, std::io::Result<Vec<u8>>)> {
+    paths
+        .into_iter()
+        .map(|path| {
+            let raw = std::fs::read(&path);
+            (path, raw)
+        })
+        .collect()
+}
+
 /// The unique part of a Maildir name (before `:2,`).
 fn unique(name: &str) -> &str {
     name.split(':').next().unwrap_or(name)
@@ -63,15 +85,27 @@ fn flags(name: &str) -> &str {
 
 impl Source for Maildir {
     async fn fetch(&mut self, max: usize) -> Result<Vec<Incoming>, SourceError> {
-        if self.pending.is_empty() {
-            self.list()?;
+        let read = match self.read_ahead.take().map(|reader| reader.join()) {
+            Some(Ok(read)) => read,
+            // The reader thread died (it cannot panic on I/O): read them here.
+            Some(Err(_)) | None => {
+                if self.pending.is_empty() {
+                    self.list()?;
+                }
+                read_files(take(&mut self.pending, max))
+            }
+        };
+        // While the caller takes this batch in, read the next one.
+        if !self.pending.is_empty() {
+            let next = take(&mut self.pending, max);
+            self.read_ahead = std::thread::Builder::new()
+                .name("maildir-read".into())
+                .spawn(move || read_files(next))
+                .ok();
         }
-        let mut batch = Vec::new();
-        while batch.len() < max {
-            let Some(path) = self.pending.pop_front() else {
-                break;
-            };
-            let raw = match std::fs::read(&path) {
+        let mut batch = Vec::with_capacity(read.len());
+        for (path, raw) in read {
+            let raw = match raw {
                 Ok(raw) => raw,
                 // Taken away by another reader meanwhile: nothing to do.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -126,6 +160,65 @@ impl Source for Maildir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_backlog_comes_in_order_batch_after_batch_while_the_next_is_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut maildir = Maildir::open(dir.path()).unwrap();
+        for i in 0..5 {
+            std::fs::write(
+                dir.path().join(format!("new/170000000{i}.M{i}P1.host")),
+                format!("mail {i}"),
+            )
+            .unwrap();
+        }
+        let mut seen = Vec::new();
+        for expected in [2, 2, 1] {
+            let batch = maildir.fetch(2).await.unwrap();
+            assert_eq!(batch.len(), expected);
+            for m in &batch {
+                seen.push(String::from_utf8(m.raw.clone()).unwrap());
+                maildir.acknowledge(m).await.unwrap();
+            }
+            if expected == 2 && seen.len() == 2 {
+                // Arrives during the backlog: read after it, once listed again.
+                std::fs::write(dir.path().join("new/1700000009.M9P1.host"), "mail 9").unwrap();
+            }
+        }
+        let late = maildir.fetch(2).await.unwrap();
+        assert_eq!(late.len(), 1);
+        seen.push(String::from_utf8(late[0].raw.clone()).unwrap());
+        maildir.acknowledge(&late[0]).await.unwrap();
+        assert!(maildir.fetch(2).await.unwrap().is_empty());
+        assert_eq!(
+            seen,
+            ["mail 0", "mail 1", "mail 2", "mail 3", "mail 4", "mail 9"]
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cur")).unwrap().count(),
+            6
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_taken_away_before_it_is_read_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut maildir = Maildir::open(dir.path()).unwrap();
+        for i in 0..4 {
+            std::fs::write(
+                dir.path().join(format!("new/170000000{i}.M{i}P1.host")),
+                format!("mail {i}"),
+            )
+            .unwrap();
+        }
+        maildir.list().unwrap();
+        // Gone (another reader took it) before this source reads it.
+        std::fs::remove_file(dir.path().join("new/1700000001.M1P1.host")).unwrap();
+        let first = maildir.fetch(2).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let second = maildir.fetch(2).await.unwrap();
+        assert_eq!(second.len(), 2);
+    }
 
     #[test]
     fn names_and_flags() {
