@@ -15,8 +15,11 @@ pub struct Maildir {
     /// current batch is taken in (a backlog is read at disk speed, not
     /// after each commit). Only entries already listed and not handed out
     /// are read ahead, so acknowledging never races with it.
-    read_ahead: Option<std::thread::JoinHandle<Vec<(PathBuf, std::io::Result<Vec<u8>>)>>>,
+    read_ahead: Option<std::thread::JoinHandle<Vec<FileRead>>>,
 }
+
+/// A Maildir entry and what reading it gave.
+type FileRead = (PathBuf, std::io::Result<Vec<u8>>);
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SourceError {
     let what = what.into();
@@ -64,7 +67,7 @@ fn take(pending: &mut VecDeque<PathBuf>, max: usize) -> Vec<PathBuf> {
     pending.drain(..n).collect()
 }
 
-fn read_files(paths: Vec<PathBuf>) -> Vec<(PathBuf, std::io::Result<Vec<u8>>)> {
+fn read_files(paths: Vec<PathBuf>) -> Vec<FileRead> {
     paths
         .into_iter()
         .map(|path| {
