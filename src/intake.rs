@@ -29,8 +29,8 @@ use tracing::{debug, info, warn};
 use crate::compose::{Subject, compose};
 use crate::desk::Desk;
 use crate::store::{
-    AttachmentRow, EventRow, InboundRow, MessageRow, OutboxRow, Store, StoreError, TicketRow, Tx,
-    to_time,
+    AttachmentRow, EventRow, InboundRow, MessageRow, OutboxRow, Queued, Store, StoreError,
+    TicketRow, Tx, to_time,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +203,8 @@ enum Job<'a> {
         message: usize,
         /// Its outbox row, to write once the mail is composed.
         outbox: Box<OutboxRow>,
+        /// A team notification (no recipients recorded).
+        to_team: bool,
         message_id: String,
         notice: Notice,
         ticket: Option<Arc<TicketRow>>,
@@ -220,6 +222,7 @@ enum Done {
     Composed {
         message: usize,
         outbox: Box<OutboxRow>,
+        to_team: bool,
         result: Result<crate::compose::Composed, crate::compose::ComposeError>,
     },
     Saved {
@@ -237,10 +240,12 @@ struct Deferred<'a> {
     saving: HashSet<String>,
     /// A job could not be handed over: do the batch again sequentially.
     broken: bool,
-    /// The id the next outbox row of the batch gets: its row is written
-    /// only when the mail is composed, but what refers to it (recipients,
-    /// Message-ID) now, for the decisions on the messages that follow.
+    /// The id the next outbox row of the batch gets: rows are written once
+    /// their mail is composed, numbered in the order the mail was queued.
     next_outbox: Option<i64>,
+    /// Recipients of the mail queued so far, not yet written: the decisions
+    /// on the messages that follow count them (rate limit, daily notices).
+    queued: Vec<Queued>,
 }
 
 impl<'a> Deferred<'a> {
@@ -274,6 +279,7 @@ fn work(
             Job::Compose {
                 message,
                 outbox,
+                to_team,
                 message_id,
                 notice,
                 ticket,
@@ -288,6 +294,7 @@ fn work(
                 Done::Composed {
                     message,
                     outbox,
+                    to_team,
                     result: crate::compose::compose_as(
                         &notice,
                         &subject,
@@ -334,6 +341,7 @@ fn take_in_with_helpers<'r>(
             saving: HashSet::new(),
             broken: false,
             next_outbox: None,
+            queued: Vec::new(),
         };
         let applied = store.begin().map_err(IntakeError::from).and_then(|tx| {
             let outcomes = apply_in_order(&tx, desk, mailbox, readings, now, &mut deferred)?;
@@ -363,12 +371,14 @@ fn take_in_with_helpers<'r>(
             Done::Composed {
                 message,
                 mut outbox,
+                to_team,
                 result,
             } if message < kept => match result {
                 Ok(composed) => {
                     outbox.subject = composed.subject;
                     outbox.raw = composed.raw;
-                    tx.insert_outbox_row(&outbox)?;
+                    let id = tx.insert_outbox_row(&outbox)?;
+                    tx.insert_outbox_recipients(id, &outbox, to_team)?;
                 }
                 Err(e) => {
                     debug!(mailbox = %mailbox.name, error = %e, "a mail could not be composed: batch done again sequentially");
@@ -385,17 +395,8 @@ fn take_in_with_helpers<'r>(
             _ => {}
         }
     }
-    match tx.commit() {
-        Ok(()) => Ok(Some(outcomes)),
-        // Foreign keys are checked at the commit here (see `apply_in_order`):
-        // done again one statement at a time, the offending message fails
-        // alone.
-        Err(e) if e.is_constraint() => {
-            debug!(mailbox = %mailbox.name, error = %e, "batch failed a constraint at commit: done again sequentially");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    tx.commit()?;
+    Ok(Some(outcomes))
 }
 
 /// Each message in its own savepoint, in order, handing the pure work to the
@@ -409,8 +410,6 @@ fn apply_in_order<'r>(
     now: DateTime<Utc>,
     deferred: &mut Deferred<'r>,
 ) -> Result<Vec<Taken>, IntakeError> {
-    // Recipients of an outbox row are written before the row itself.
-    tx.defer_foreign_keys()?;
     let mut outcomes = Vec::with_capacity(readings.batch.len());
     for (i, (source_ref, raw, reading)) in readings.iter().enumerate() {
         deferred.message = i;
@@ -455,7 +454,10 @@ fn take_one<'a>(
     if tx.inbound_taken(&mailbox.name, source_ref)? {
         return Ok(Taken::AlreadyTaken);
     }
-    let view = tx.view();
+    let view = match &deferred {
+        Some(deferred) => tx.view_with(&deferred.queued),
+        None => tx.view(),
+    };
     let decision = intake::decide(reading, mailbox, &desk.config, &view, now);
     if let Some(failure) = view.into_failure() {
         return Err(failure.into());
@@ -838,11 +840,24 @@ fn queue_notices_via<'a>(
                     id,
                     ..row(recipients, String::new(), message_id.clone(), Vec::new())
                 });
-                tx.record_outbox_recipients(id, &outbox, to_agents)?;
+                // Replies thread by the Message-ID at once; the rest of what
+                // later decisions look at is counted from `queued`.
+                tx.record_message_id(&outbox.message_id, "out", outbox.ticket)?;
+                if !to_agents {
+                    deferred
+                        .queued
+                        .extend(outbox.to.iter().map(|address| Queued {
+                            address: address.clone(),
+                            template: outbox.template.clone(),
+                            automatic: outbox.automatic,
+                            created_at: outbox.created_at,
+                        }));
+                }
                 let message = deferred.message;
                 deferred.send(Job::Compose {
                     message,
                     outbox,
+                    to_team: to_agents,
                     message_id,
                     notice: single,
                     ticket: about_ticket.cloned(),

@@ -738,6 +738,48 @@ fn ack_rate_limit_caps_automatic_mail_per_recipient() {
     );
 }
 
+/// The same cap when the mails arrive together, in one batch (one commit):
+/// the acks queued for the earlier mails of the batch count already.
+#[test]
+fn ack_rate_limit_counts_the_acks_queued_earlier_in_the_same_batch() {
+    let desk = Desk::with_intake("ack_rate_limit = \"2/h\"");
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let file = desk.path(&format!("batch-{i}.eml"));
+        std::fs::write(
+            &file,
+            mail(
+                "ana@cliente.com",
+                &format!("Consulta {i}"),
+                &format!("rl-batch-{i}@cliente.com"),
+                "",
+                &format!("Pregunta número {i}"),
+            ),
+        )
+        .unwrap();
+        files.push(file.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    desk.ok(&args);
+    assert_eq!(desk.tickets().len(), 4);
+    let acks = desk.outbox_for("ack");
+    assert_eq!(acks.len(), 2, "{acks:#?}");
+    // Queued in the order the mails came, for the first two tickets.
+    assert_eq!(acks[0]["ticket"], 1);
+    assert_eq!(acks[1]["ticket"], 2);
+    assert_eq!(desk.outbox_for("agent_new_ticket").len(), 4);
+    let inbound = desk.inbound();
+    let reasons: Vec<&str> = inbound
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons[2].contains("rate limit"), "{reasons:#?}");
+    assert!(reasons[3].contains("rate limit"), "{reasons:#?}");
+}
+
 #[test]
 fn maildir_walkthrough_with_run_once() {
     let desk = Desk::new();

@@ -21,7 +21,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 pub use report::ReportTicket;
-pub use view::TxView;
+pub use view::{Queued, TxView};
 
 /// A fault of the store. `is_transient` tells "try again later" (locked,
 /// busy, disk I/O) from a bug or a corrupt database.
@@ -47,15 +47,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A constraint (foreign key, unique, not null) refused the write.
-    pub fn is_constraint(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation
-        )
-    }
-
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode::*;
         match self {
@@ -439,7 +430,12 @@ impl Tx<'_> {
     }
 
     pub fn view(&self) -> TxView<'_> {
-        TxView::new(&self.tx)
+        TxView::new(&self.tx, &[])
+    }
+
+    /// [`Tx::view`], counting `queued` recipients as if already written.
+    pub fn view_with<'v>(&'v self, queued: &'v [Queued]) -> TxView<'v> {
+        TxView::new(&self.tx, queued)
     }
 
     /// True when this source message was already taken in (crash recovery:
@@ -569,11 +565,12 @@ impl Tx<'_> {
         Ok(id)
     }
 
-    /// Queues a mail: its outbox row, and what later decisions look at (see
-    /// [`Tx::record_outbox_recipients`]).
+    /// Queues a mail: its outbox row, its recipients and its Message-ID
+    /// (what later decisions look at; see [`Tx::insert_outbox_recipients`]).
     pub fn insert_outbox(&self, o: &OutboxRow, to_team: bool) -> Result<i64> {
         let id = self.insert_outbox_row(o)?;
-        self.record_outbox_recipients(id, o, to_team)?;
+        self.insert_outbox_recipients(id, o, to_team)?;
+        self.record_message_id(&o.message_id, "out", o.ticket)?;
         Ok(id)
     }
 
@@ -585,18 +582,17 @@ impl Tx<'_> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// What intake's later decisions look at about a queued mail: its
-    /// Message-ID (replies thread by it) and, per recipient, template and
-    /// time (the rate limit of automatic mail, once-a-day notices). A team
+    /// Per recipient of outbox row `id`: template and time, which the rate
+    /// limit of automatic mail and the once-a-day notices count. A team
     /// notification's agents are not recorded: nothing limits those.
-    pub fn record_outbox_recipients(&self, id: i64, o: &OutboxRow, to_team: bool) -> Result<()> {
+    pub fn insert_outbox_recipients(&self, id: i64, o: &OutboxRow, to_team: bool) -> Result<()> {
         if !to_team {
             for to in &o.to {
                 self.tx.prepare_cached("INSERT INTO outbox_recipients (outbox, address, template, automatic, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
                     .execute(params![id, to, o.template, o.automatic, o.created_at])?;
             }
         }
-        self.record_message_id(&o.message_id, "out", o.ticket)
+        Ok(())
     }
 
     /// The id the next outbox row gets when none is given.
@@ -605,13 +601,6 @@ impl Tx<'_> {
             .tx
             .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM outbox")?
             .query_row([], |r| r.get(0))?)
-    }
-
-    /// Foreign keys of this transaction are checked at its commit, not per
-    /// statement (rows may refer to an outbox row written later).
-    pub fn defer_foreign_keys(&self) -> Result<()> {
-        self.tx.pragma_update(None, "defer_foreign_keys", true)?;
-        Ok(())
     }
 
     /// A bounce answered this mail of ours: it will not be delivered.
@@ -897,51 +886,58 @@ mod tests {
     }
 
     #[test]
-    fn an_outbox_row_can_follow_its_recipients_within_the_transaction() {
+    fn an_outbox_row_written_with_a_reserved_id_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
         let tx = store.begin().unwrap();
-        tx.defer_foreign_keys().unwrap();
         let id = tx.next_outbox_id().unwrap();
         assert_eq!(id, 1);
-        let row = OutboxRow {
+        // The second reserved number is written first.
+        let second = OutboxRow {
+            id: id + 1,
+            ..queued("b@example.com")
+        };
+        assert_eq!(tx.insert_outbox_row(&second).unwrap(), 2);
+        tx.insert_outbox_recipients(2, &second, false).unwrap();
+        let first = OutboxRow {
             id,
             ..queued("a@example.com")
         };
-        tx.record_outbox_recipients(id, &row, false).unwrap();
-        // Decisions in between see the recipient already.
-        let count: i64 = tx
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM outbox_recipients WHERE outbox = 1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(count, 1);
-        assert_eq!(tx.insert_outbox_row(&row).unwrap(), 1);
+        assert_eq!(tx.insert_outbox_row(&first).unwrap(), 1);
         // A row written the ordinary way afterwards takes the next number.
-        assert_eq!(tx.insert_outbox(&queued("b@example.com"), true).unwrap(), 2);
+        assert_eq!(
+            tx.insert_outbox(&queued("c@example.com"), false).unwrap(),
+            3
+        );
         tx.commit().unwrap();
     }
 
     #[test]
-    fn a_recipient_whose_outbox_row_never_came_fails_the_commit_as_a_constraint() {
+    fn a_view_counts_recipients_queued_but_not_yet_written() {
+        use postdesk_core::view::DeskView;
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
         let tx = store.begin().unwrap();
-        tx.defer_foreign_keys().unwrap();
-        tx.record_outbox_recipients(7, &queued("a@example.com"), false)
-            .unwrap();
-        let err = tx.commit().unwrap_err();
-        assert!(err.is_constraint(), "{err}");
-        // Nothing of it was kept.
-        let tx = store.begin().unwrap();
-        let count: i64 = tx
-            .conn()
-            .query_row("SELECT COUNT(*) FROM outbox_recipients", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(count, 0);
+        tx.insert_outbox(&queued("a@example.com"), false).unwrap();
+        let queued = [Queued {
+            address: "ana@cliente.com".into(),
+            template: "unknown_sender".into(),
+            automatic: true,
+            created_at: 150,
+        }];
+        let since = to_time(100);
+        let view = tx.view_with(&queued);
+        assert_eq!(view.automatic_mail_count("ana@cliente.com", since), 2);
+        assert_eq!(
+            view.automatic_mail_count("ana@cliente.com", to_time(120)),
+            1
+        );
+        assert!(view.notice_sent("ana@cliente.com", "unknown_sender", since));
+        assert!(!view.notice_sent("ana@cliente.com", "unknown_sender", to_time(151)));
+        assert!(view.notice_sent("ana@cliente.com", "ack", since));
+        let plain = tx.view();
+        assert_eq!(plain.automatic_mail_count("ana@cliente.com", since), 1);
+        assert!(!plain.notice_sent("ana@cliente.com", "unknown_sender", since));
     }
 
     #[test]

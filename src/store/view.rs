@@ -15,13 +15,27 @@ use super::{StoreError, load_ticket, to_time};
 
 pub struct TxView<'a> {
     conn: &'a Connection,
+    /// Mail queued earlier in this transaction whose recipients are not
+    /// written yet (intake's batch writes them once the mail is composed).
+    queued: &'a [Queued],
     failure: RefCell<Option<StoreError>>,
 }
 
+/// One recipient of a mail queued but not yet written to the outbox: what
+/// the rate limit and once-a-day notices count.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub address: String,
+    pub template: String,
+    pub automatic: bool,
+    pub created_at: i64,
+}
+
 impl<'a> TxView<'a> {
-    pub fn new(conn: &'a Connection) -> Self {
+    pub fn new(conn: &'a Connection, queued: &'a [Queued]) -> Self {
         TxView {
             conn,
+            queued,
             failure: RefCell::new(None),
         }
     }
@@ -160,7 +174,12 @@ impl DeskView for TxView<'_> {
             .prepare_cached("SELECT COUNT(*) FROM outbox_recipients WHERE address = ?1 AND created_at >= ?2 AND automatic = 1")
             .and_then(|mut s| s.query_row(params![address, since.timestamp()], |r| r.get::<_, u32>(0)))
             .map_err(StoreError::from);
-        self.answer(r, u32::MAX)
+        let queued = self
+            .queued
+            .iter()
+            .filter(|q| q.automatic && q.address == address && q.created_at >= since.timestamp())
+            .count() as u32;
+        self.answer(r, u32::MAX).saturating_add(queued)
     }
 
     fn bounce_stopped(&self, address: &str, now: DateTime<Utc>) -> bool {
@@ -171,7 +190,10 @@ impl DeskView for TxView<'_> {
     }
 
     fn notice_sent(&self, address: &str, template: &str, since: DateTime<Utc>) -> bool {
-        self.exists(
+        let since_at = since.timestamp();
+        self.queued.iter().any(|q| {
+            q.address == address && q.template == template && q.created_at >= since_at
+        }) || self.exists(
             "SELECT 1 FROM outbox_recipients WHERE address = ?1 AND template = ?2 AND created_at >= ?3",
             params![address, template, since.timestamp()],
         )
