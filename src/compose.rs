@@ -256,3 +256,6 @@ fn thread_index(ticket: &TicketRow, mailbox: &Mailbox) -> String {
     bytes.extend_from_slice(&guid[..16]);
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests;
