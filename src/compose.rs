@@ -7,6 +7,8 @@
 //!
 //! Pure apart from the template engine: no store, no network.
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -15,13 +17,15 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox as Address;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, MultiPart, SinglePart};
+use minijinja::value::Serde;
+use minijinja::{Value, context};
 use postdesk_core::body::marker;
 use postdesk_core::config::{Config, Mailbox};
 use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, Notice};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::json::{TicketView, rfc3339};
 use crate::store::TicketRow;
 use crate::templates::{TemplateError, Templates};
 
@@ -45,11 +49,103 @@ pub struct Composed {
 
 /// What a mail is about and answers.
 pub struct Subject<'a> {
+    /// The ticket of the mail that causes the notice (whether a notice is
+    /// about it is the notice's `about`).
     pub ticket: Option<&'a TicketRow>,
     pub inbound: Option<&'a InboundMail>,
     /// The Message-ID of the ticket's first message, to thread mail that
     /// answers no particular inbound message.
     pub thread_root: Option<&'a str>,
+    /// The template objects made of the above, for every mail composed
+    /// about the same ticket and inbound mail.
+    pub shared: &'a Shared,
+}
+
+/// What every mail one inbound mail (or one ticket event) causes has in
+/// common — the template's `desk`, `mailbox`, `ticket`, `tag` and `message`
+/// objects — built by the first of them and shared by the rest (an ack and
+/// an agent notification, typically). Cloning a template value only counts
+/// a reference. One per ticket and mail: handed with others, it is not used
+/// (but rebuilt for each mail).
+#[derive(Default)]
+pub struct Shared(OnceLock<Objects>);
+
+struct Objects {
+    /// What they were built from (addresses), so that a [`Shared`] handed
+    /// with another ticket or mail is not used for it.
+    made_of: [usize; 4],
+    desk: Value,
+    mailbox: Value,
+    ticket: Value,
+    tag: Value,
+    message: Value,
+}
+
+impl Objects {
+    fn new(about: &Subject<'_>, mailbox: &Mailbox, config: &Config) -> Objects {
+        // Keys in alphabetical order, as the JSON objects they once were.
+        let message = about.inbound.map(|m| {
+            let attachments: Vec<Value> = m
+                .attachments
+                .iter()
+                .map(|a| {
+                    context! { filename => a.filename.as_str(), size => a.data.len() as u64 }
+                })
+                .collect();
+            context! {
+                attachments => attachments,
+                body => m.body.as_str(),
+                date => m.date.map(|d| rfc3339(d.timestamp())),
+                from => m.from.as_str(),
+                from_name => m.from_name.as_deref(),
+                subject => m.subject.as_str(),
+            }
+        });
+        Objects {
+            made_of: made_of(about, mailbox, config),
+            desk: context! { name => config.desk.name.as_str(), tag => config.desk.tag.as_str() },
+            mailbox: context! {
+                address => mailbox.address.as_str(),
+                name => mailbox.name.as_str(),
+                notes_address => mailbox.notes_address.as_deref(),
+            },
+            ticket: about
+                .ticket
+                .map_or(Value::from(()), |t| Value::from(Serde(TicketView::from(t)))),
+            tag: about
+                .ticket
+                .map_or(Value::from(()), |t| Value::from(config.tags.format(t.id))),
+            message: Value::from(message),
+        }
+    }
+}
+
+fn made_of(about: &Subject<'_>, mailbox: &Mailbox, config: &Config) -> [usize; 4] {
+    [
+        about.ticket.map_or(0, |t| std::ptr::from_ref(t) as usize),
+        about.inbound.map_or(0, |m| std::ptr::from_ref(m) as usize),
+        std::ptr::from_ref(mailbox) as usize,
+        std::ptr::from_ref(config) as usize,
+    ]
+}
+
+impl Shared {
+    /// The objects for `about`: the shared ones when they were made of the
+    /// same ticket, mail, mailbox and config, else new ones.
+    fn objects<'s>(
+        &'s self,
+        about: &Subject<'_>,
+        mailbox: &Mailbox,
+        config: &Config,
+        own: &'s mut Option<Objects>,
+    ) -> &'s Objects {
+        let shared = self.0.get_or_init(|| Objects::new(about, mailbox, config));
+        if shared.made_of == made_of(about, mailbox, config) {
+            shared
+        } else {
+            own.insert(Objects::new(about, mailbox, config))
+        }
+    }
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -114,29 +210,33 @@ pub fn compose_as(
         .to
         .first()
         .map_or(config.desk.language.code(), |r| language_for(config, r));
-    let tags = &config.tags;
     let ticket = ticket_of(notice, about);
-    let mut context = json!({
-        "desk": { "name": config.desk.name, "tag": config.desk.tag },
-        "marker": marker(lang),
-        "lang": lang,
-        "mailbox": { "name": mailbox.name, "address": mailbox.address, "notes_address": mailbox.notes_address },
-        "ticket": ticket.map(crate::json::ticket),
-        "tag": ticket.map(|t| tags.format(t.id)),
-        "message": about.inbound.map(|m| json!({
-            "from": m.from, "from_name": m.from_name, "subject": m.subject, "body": m.body,
-            "date": crate::json::time(m.date.map(|d| d.timestamp())),
-            "attachments": m.attachments.iter().map(|a| json!({"filename": a.filename, "size": a.data.len()})).collect::<Vec<_>>(),
-        })),
-    });
-    if let Value::Object(map) = &mut context {
-        for (k, v) in &notice.extra {
-            map.insert(k.clone(), v.clone());
-        }
+    let mut own = None;
+    let objects = about.shared.objects(about, mailbox, config, &mut own);
+    let none = || Value::from(());
+    // The map minijinja itself makes of a serialized map (keys sorted), with
+    // `notice.extra` on top.
+    let mut context: BTreeMap<Value, Value> = BTreeMap::new();
+    for (key, value) in [
+        ("desk", objects.desk.clone()),
+        ("marker", Value::from(marker(lang))),
+        ("lang", Value::from(lang)),
+        ("mailbox", objects.mailbox.clone()),
+        (
+            "ticket",
+            ticket.map_or_else(none, |_| objects.ticket.clone()),
+        ),
+        ("tag", ticket.map_or_else(none, |_| objects.tag.clone())),
+        ("message", objects.message.clone()),
+    ] {
+        context.insert(Value::from(key), value);
     }
-    let rendered = templates.render(lang, notice.template, &context)?;
+    for (key, value) in &notice.extra {
+        context.insert(Value::from(key.as_str()), Value::from(Serde(value)));
+    }
+    let rendered = templates.render(lang, notice.template, Value::from(context))?;
     let subject = match ticket {
-        Some(t) => format!("{} {}", rendered.subject, tags.format(t.id))
+        Some(t) => format!("{} {}", rendered.subject, config.tags.format(t.id))
             .trim()
             .to_string(),
         None => rendered.subject,

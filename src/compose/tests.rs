@@ -315,10 +315,34 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.eml"))
 }
 
+/// The case's mail composed about `about`, as its fixture holds it.
+fn composed(case: &Case, about: &Subject<'_>, config: &Config, templates: &Templates) -> String {
+    let composed = compose_as(
+        &case.notice,
+        about,
+        &config.mailboxes[0],
+        config,
+        templates,
+        now(),
+        format!("pd.42.1773135000.1.{}@example.com", case.name),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    format!(
+        "X-Test-Envelope: {}\r\nX-Test-Subject: {}\r\n{}",
+        composed.to.join(" "),
+        composed.subject,
+        normalized(&composed.raw)
+    )
+}
+
+fn expected(case: &Case) -> String {
+    let path = fixture(case.name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[test]
 fn composed_bytes_are_pinned() {
     let config = config();
-    let mailbox = &config.mailboxes[0];
     let templates = Templates::load(&templates_dir()).unwrap();
     let (_dir, dumping) = dumping_templates();
     let bless = std::env::var_os("POSTDESK_BLESS").is_some();
@@ -327,32 +351,58 @@ fn composed_bytes_are_pinned() {
             ticket: case.ticket.as_ref(),
             inbound: case.inbound.as_ref(),
             thread_root: case.thread_root,
+            shared: &Shared::default(),
         };
         let templates = if case.dump { &dumping } else { &templates };
-        let composed = compose_as(
-            &case.notice,
-            &about,
-            mailbox,
-            &config,
-            templates,
-            now(),
-            format!("pd.42.1773135000.1.{}@example.com", case.name),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let text = format!(
-            "X-Test-Envelope: {}\r\nX-Test-Subject: {}\r\n{}",
-            composed.to.join(" "),
-            composed.subject,
-            normalized(&composed.raw)
-        );
-        let path = fixture(case.name);
+        let text = composed(&case, &about, &config, templates);
         if bless {
+            let path = fixture(case.name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &text).unwrap();
         }
-        let expected =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(text, expected, "{} differs", case.name);
+        assert_eq!(text, expected(&case), "{} differs", case.name);
+    }
+}
+
+/// The mails of one inbound mail share their template objects and give the
+/// same bytes; a `Shared` handed with another ticket is not used for it.
+#[test]
+fn shared_objects_serve_their_ticket_only() {
+    let config = config();
+    let templates = Templates::load(&templates_dir()).unwrap();
+    let all = cases();
+    let case = |name: &str| all.iter().find(|c| c.name == name).unwrap();
+    let (ack, agents, command_error) =
+        (case("ack"), case("agent_new_ticket"), case("command_error"));
+    let shared = Shared::default();
+    let about = Subject {
+        ticket: ack.ticket.as_ref(),
+        inbound: ack.inbound.as_ref(),
+        thread_root: None,
+        shared: &shared,
+    };
+    // A notice about nothing first: the ticket is still there for the next.
+    assert_eq!(
+        composed(command_error, &about, &config, &templates),
+        expected(command_error)
+    );
+    assert_eq!(composed(ack, &about, &config, &templates), expected(ack));
+    assert_eq!(
+        composed(agents, &about, &config, &templates),
+        expected(agents)
+    );
+    for other in ["ack_no_subject", "ack_en"] {
+        let other = case(other);
+        let about = Subject {
+            ticket: other.ticket.as_ref(),
+            inbound: other.inbound.as_ref(),
+            thread_root: None,
+            shared: &shared,
+        };
+        assert_eq!(
+            composed(other, &about, &config, &templates),
+            expected(other)
+        );
     }
 }
 
@@ -377,6 +427,7 @@ fn undeliverable_addresses_are_refused() {
             ticket: Some(&ticket),
             inbound: None,
             thread_root: None,
+            shared: &Shared::default(),
         };
         match compose_as(
             &notice,
@@ -403,7 +454,8 @@ fn undeliverable_addresses_are_refused() {
 }
 
 /// µs per composed mail for the common pair an inbound mail causes (the
-/// customer's ack and the agents' notification). Measure in release:
+/// customer's ack and the agents' notification), with their template objects
+/// shared as intake shares them, and built for each mail. Measure in release:
 /// `cargo test --release --bin postdesk compose_timing -- --ignored --nocapture`
 #[test]
 #[ignore = "a measurement, not a check"]
@@ -416,32 +468,40 @@ fn compose_timing() {
         .iter()
         .filter(|c| c.name == "ack" || c.name == "agent_new_ticket")
         .collect();
+    let ticket = pair[0].ticket.as_ref();
+    let inbound = pair[0].inbound.as_ref();
     let rounds = 20_000;
-    let mut bytes = 0;
-    let started = std::time::Instant::now();
-    for _ in 0..rounds {
-        for case in &pair {
-            let about = Subject {
-                ticket: case.ticket.as_ref(),
-                inbound: case.inbound.as_ref(),
-                thread_root: case.thread_root,
-            };
-            let composed = compose_as(
-                &case.notice,
-                &about,
-                mailbox,
-                &config,
-                &templates,
-                now(),
-                "pd.42.1.1.1@example.com".into(),
-            )
-            .unwrap();
-            bytes += composed.raw.len();
+    for sharing in [true, false] {
+        let mut bytes = 0;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            let per_round = Shared::default();
+            for case in &pair {
+                let per_mail = Shared::default();
+                let about = Subject {
+                    ticket,
+                    inbound,
+                    thread_root: None,
+                    shared: if sharing { &per_round } else { &per_mail },
+                };
+                let composed = compose_as(
+                    &case.notice,
+                    &about,
+                    mailbox,
+                    &config,
+                    &templates,
+                    now(),
+                    "pd.42.1.1.1@example.com".into(),
+                )
+                .unwrap();
+                bytes += composed.raw.len();
+            }
         }
+        let mails = rounds * pair.len();
+        println!(
+            "compose_as, {}: {:.2} µs/mail ({mails} mails, {bytes} bytes)",
+            if sharing { "shared" } else { "not shared" },
+            started.elapsed().as_secs_f64() * 1e6 / mails as f64
+        );
     }
-    let mails = rounds * pair.len();
-    println!(
-        "compose_as: {:.2} µs/mail ({mails} mails, {bytes} bytes)",
-        started.elapsed().as_secs_f64() * 1e6 / mails as f64
-    );
 }
