@@ -14,9 +14,10 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use lettre::message::Mailbox as Address;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, MultiPart, SinglePart};
+use lettre::Address;
+use lettre::address::Envelope;
+use lettre::message::header::{self, ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox as Sender, Mailboxes, MultiPart, SinglePart};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use postdesk_core::body::marker;
@@ -63,10 +64,10 @@ pub struct Subject<'a> {
 
 /// What every mail one inbound mail (or one ticket event) causes has in
 /// common — the template's `desk`, `mailbox`, `ticket`, `tag` and `message`
-/// objects — built by the first of them and shared by the rest (an ack and
-/// an agent notification, typically). Cloning a template value only counts
-/// a reference. One per ticket and mail: handed with others, it is not used
-/// (but rebuilt for each mail).
+/// objects and the headers that do not change — built by the first of them
+/// and shared by the rest (an ack and an agent notification, typically).
+/// Cloning a template value only counts a reference. One per ticket and
+/// mail: handed with others, it is not used (but rebuilt for each mail).
 #[derive(Default)]
 pub struct Shared(OnceLock<Objects>);
 
@@ -79,6 +80,12 @@ struct Objects {
     ticket: Value,
     tag: Value,
     message: Value,
+    /// The mailbox's address and the From and Reply-To headers made of it
+    /// (`None`: it is not an address).
+    sender: Option<(Address, HeaderValue, HeaderValue)>,
+    x_loop: HeaderValue,
+    /// X-Postdesk-Ticket, Thread-Topic and Thread-Index, for mail about the ticket.
+    ticket_headers: Vec<HeaderValue>,
 }
 
 impl Objects {
@@ -116,6 +123,23 @@ impl Objects {
                 .ticket
                 .map_or(Value::from(()), |t| Value::from(config.tags.format(t.id))),
             message: Value::from(message),
+            sender: mailbox.address.parse().ok().map(|address: Address| {
+                let from =
+                    Mailboxes::from(Sender::new(config.smtp.from_name.clone(), address.clone()));
+                (
+                    address,
+                    header::From::from(from.clone()).display(),
+                    header::ReplyTo::from(from).display(),
+                )
+            }),
+            x_loop: HeaderValue::new(X_LOOP, mailbox.address.clone()),
+            ticket_headers: about.ticket.map_or_else(Vec::new, |t| {
+                vec![
+                    HeaderValue::new(X_POSTDESK_TICKET, t.id.to_string()),
+                    HeaderValue::new(THREAD_TOPIC, t.subject.clone()),
+                    HeaderValue::new(THREAD_INDEX, thread_index(t, mailbox)),
+                ]
+            }),
         }
     }
 }
@@ -149,6 +173,14 @@ impl Shared {
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+const X_LOOP: HeaderName = HeaderName::new_from_ascii_str("X-Loop");
+const X_AUTO_RESPONSE_SUPPRESS: HeaderName =
+    HeaderName::new_from_ascii_str("X-Auto-Response-Suppress");
+const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
+const X_POSTDESK_TICKET: HeaderName = HeaderName::new_from_ascii_str("X-Postdesk-Ticket");
+const THREAD_TOPIC: HeaderName = HeaderName::new_from_ascii_str("Thread-Topic");
+const THREAD_INDEX: HeaderName = HeaderName::new_from_ascii_str("Thread-Index");
 
 /// The language a mail to `recipient` is written in: the customer's, else the desk's.
 pub fn language_for(config: &Config, recipient: &str) -> &'static str {
@@ -242,26 +274,41 @@ pub fn compose_as(
         None => rendered.subject,
     };
 
-    let from_address = mailbox
-        .address
-        .parse()
-        .map_err(|_| ComposeError::Address(mailbox.address.clone()))?;
-    let from = Address::new(config.smtp.from_name.clone(), from_address);
+    let (from_address, from, reply_to) = objects
+        .sender
+        .clone()
+        .ok_or_else(|| ComposeError::Address(mailbox.address.clone()))?;
+    let parse = |address: &String| {
+        address
+            .parse::<Address>()
+            .map_err(|_| ComposeError::Address(address.clone()))
+    };
+    let to = notice.to.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    let cc = notice.cc.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    let mailboxes = |addresses: &[Address]| -> Mailboxes {
+        addresses
+            .iter()
+            .map(|a| Sender::new(None, a.clone()))
+            .collect()
+    };
+    // From and Reply-To as `.from()` and `.reply_to()` set them.
     let mut builder = lettre::Message::builder()
-        .from(from.clone())
-        .reply_to(from)
+        .raw_header(from)
+        .raw_header(reply_to)
         .subject(subject.clone())
         .message_id(Some(format!("<{message_id}>")))
         .date(SystemTime::from(now))
         .header(ContentType::TEXT_PLAIN);
-    for to in &notice.to {
-        let address = to.parse().map_err(|_| ComposeError::Address(to.clone()))?;
-        builder = builder.to(Address::new(None, address));
+    if !to.is_empty() {
+        builder = builder.mailbox(header::To::from(mailboxes(&to)));
     }
-    for cc in &notice.cc {
-        let address = cc.parse().map_err(|_| ComposeError::Address(cc.clone()))?;
-        builder = builder.cc(Address::new(None, address));
+    if !cc.is_empty() {
+        builder = builder.mailbox(header::Cc::from(mailboxes(&cc)));
     }
+    // Given, so that lettre need not read it back from the headers.
+    let envelope = Envelope::new(Some(from_address), [to, cc].concat())
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    builder = builder.envelope(envelope);
 
     // Threading: answer the inbound mail that caused this one, else the ticket's first message.
     let answered = if notice.answers_inbound {
@@ -269,11 +316,12 @@ pub fn compose_as(
     } else {
         None
     };
-    let mut references: Vec<String> = Vec::new();
+    let mut references: Vec<&str> = Vec::new();
     if let Some(m) = about.inbound.filter(|_| answered.is_some()) {
-        references.extend(m.references.iter().rev().take(9).rev().cloned());
+        let skip = m.references.len().saturating_sub(9);
+        references.extend(m.references[skip..].iter().map(String::as_str));
     } else if let Some(root) = about.thread_root {
-        references.push(root.to_string());
+        references.push(root);
     }
     // A relay answers the customer's latest message (`thread_to`).
     let fallback = if about.inbound.is_none() {
@@ -283,33 +331,32 @@ pub fn compose_as(
     };
     if let Some(id) = answered.or(notice.thread_to.as_deref()).or(fallback) {
         builder = builder.in_reply_to(format!("<{id}>"));
-        if !references.iter().any(|r| r == id) {
-            references.push(id.to_string());
+        if !references.contains(&id) {
+            references.push(id);
         }
     }
     if !references.is_empty() {
-        let joined = references
-            .iter()
-            .map(|r| format!("<{r}>"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut joined = String::new();
+        for r in &references {
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push('<');
+            joined.push_str(r);
+            joined.push('>');
+        }
         builder = builder.references(joined);
     }
 
-    let header = |name: &str, value: String| -> Result<HeaderValue, ComposeError> {
-        let name = HeaderName::new_from_ascii(name.to_string())
-            .map_err(|e| ComposeError::Build(e.to_string()))?;
-        Ok(HeaderValue::new(name, value))
-    };
-    builder = builder.raw_header(header("X-Loop", mailbox.address.clone())?);
-    builder = builder.raw_header(header("X-Auto-Response-Suppress", "All".into())?);
+    builder = builder.raw_header(objects.x_loop.clone());
+    builder = builder.raw_header(HeaderValue::new(X_AUTO_RESPONSE_SUPPRESS, "All".into()));
     if let Some(value) = notice.auto.header_value() {
-        builder = builder.raw_header(header("Auto-Submitted", value.into())?);
+        builder = builder.raw_header(HeaderValue::new(AUTO_SUBMITTED, value.into()));
     }
-    if let Some(t) = ticket {
-        builder = builder.raw_header(header("X-Postdesk-Ticket", t.id.to_string())?);
-        builder = builder.raw_header(header("Thread-Topic", t.subject.clone())?);
-        builder = builder.raw_header(header("Thread-Index", thread_index(t, mailbox))?);
+    if ticket.is_some() {
+        for value in &objects.ticket_headers {
+            builder = builder.raw_header(value.clone());
+        }
     }
     let attachments = match about.inbound {
         Some(m) if notice.with_attachments => m.attachments.as_slice(),
@@ -320,10 +367,11 @@ pub fn compose_as(
     } else {
         let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(rendered.body));
         for a in attachments {
-            let content_type = ContentType::parse(&a.content_type).unwrap_or(
-                ContentType::parse("application/octet-stream")
+            let content_type = match ContentType::parse(&a.content_type) {
+                Ok(content_type) => content_type,
+                Err(_) => ContentType::parse("application/octet-stream")
                     .map_err(|e| ComposeError::Build(e.to_string()))?,
-            );
+            };
             parts = parts.singlepart(
                 Attachment::new(crate::intake::safe_filename(&a.filename))
                     .body(a.data.clone(), content_type),
@@ -347,13 +395,15 @@ pub fn compose_as(
 /// and a 16-byte GUID fixed per ticket, so every mail of a ticket shares it.
 fn thread_index(ticket: &TicketRow, mailbox: &Mailbox) -> String {
     let filetime = (ticket.created_at.max(0) as u64 + 11_644_473_600) * 10_000_000;
-    let mut bytes = filetime.to_be_bytes()[..6].to_vec();
-    let guid = Sha256::digest(format!(
-        "postdesk-ticket:{}@{}",
-        ticket.id,
-        mailbox.domain()
-    ));
-    bytes.extend_from_slice(&guid[..16]);
+    let guid = Sha256::new()
+        .chain_update("postdesk-ticket:")
+        .chain_update(ticket.id.to_string())
+        .chain_update("@")
+        .chain_update(mailbox.domain())
+        .finalize();
+    let mut bytes = [0u8; 22];
+    bytes[..6].copy_from_slice(&filetime.to_be_bytes()[..6]);
+    bytes[6..].copy_from_slice(&guid[..16]);
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
