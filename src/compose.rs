@@ -7,21 +7,26 @@
 //!
 //! Pure apart from the template engine: no store, no network.
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use lettre::message::Mailbox as Address;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, MultiPart, SinglePart};
+use lettre::Address;
+use lettre::address::Envelope;
+use lettre::message::header::{self, ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox as Sender, Mailboxes, MultiPart, SinglePart};
+use minijinja::value::Serde;
+use minijinja::{Value, context};
 use postdesk_core::body::marker;
 use postdesk_core::config::{Config, Mailbox};
 use postdesk_core::mail::InboundMail;
 use postdesk_core::outgoing::{About, Notice};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::json::{TicketView, rfc3339};
 use crate::store::TicketRow;
 use crate::templates::{TemplateError, Templates};
 
@@ -45,14 +50,137 @@ pub struct Composed {
 
 /// What a mail is about and answers.
 pub struct Subject<'a> {
+    /// The ticket of the mail that causes the notice (whether a notice is
+    /// about it is the notice's `about`).
     pub ticket: Option<&'a TicketRow>,
     pub inbound: Option<&'a InboundMail>,
     /// The Message-ID of the ticket's first message, to thread mail that
     /// answers no particular inbound message.
     pub thread_root: Option<&'a str>,
+    /// The template objects made of the above, for every mail composed
+    /// about the same ticket and inbound mail.
+    pub shared: &'a Shared,
+}
+
+/// What every mail one inbound mail (or one ticket event) causes has in
+/// common — the template's `desk`, `mailbox`, `ticket`, `tag` and `message`
+/// objects and the headers that do not change — built by the first of them
+/// and shared by the rest (an ack and an agent notification, typically).
+/// Cloning a template value only counts a reference. One per ticket and
+/// mail: handed with others, it is not used (but rebuilt for each mail).
+#[derive(Default)]
+pub struct Shared(OnceLock<Objects>);
+
+struct Objects {
+    /// What they were built from (addresses), so that a [`Shared`] handed
+    /// with another ticket or mail is not used for it.
+    made_of: [usize; 4],
+    desk: Value,
+    mailbox: Value,
+    ticket: Value,
+    tag: Value,
+    message: Value,
+    /// The mailbox's address and the From and Reply-To headers made of it
+    /// (`None`: it is not an address).
+    sender: Option<(Address, HeaderValue, HeaderValue)>,
+    x_loop: HeaderValue,
+    /// X-Postdesk-Ticket, Thread-Topic and Thread-Index, for mail about the ticket.
+    ticket_headers: Vec<HeaderValue>,
+}
+
+impl Objects {
+    fn new(about: &Subject<'_>, mailbox: &Mailbox, config: &Config) -> Objects {
+        // Keys in alphabetical order, as the JSON objects they once were.
+        let message = about.inbound.map(|m| {
+            let attachments: Vec<Value> = m
+                .attachments
+                .iter()
+                .map(|a| {
+                    context! { filename => a.filename.as_str(), size => a.data.len() as u64 }
+                })
+                .collect();
+            context! {
+                attachments => attachments,
+                body => m.body.as_str(),
+                date => m.date.map(|d| rfc3339(d.timestamp())),
+                from => m.from.as_str(),
+                from_name => m.from_name.as_deref(),
+                subject => m.subject.as_str(),
+            }
+        });
+        Objects {
+            made_of: made_of(about, mailbox, config),
+            desk: context! { name => config.desk.name.as_str(), tag => config.desk.tag.as_str() },
+            mailbox: context! {
+                address => mailbox.address.as_str(),
+                name => mailbox.name.as_str(),
+                notes_address => mailbox.notes_address.as_deref(),
+            },
+            ticket: about
+                .ticket
+                .map_or(Value::from(()), |t| Value::from(Serde(TicketView::from(t)))),
+            tag: about
+                .ticket
+                .map_or(Value::from(()), |t| Value::from(config.tags.format(t.id))),
+            message: Value::from(message),
+            sender: mailbox.address.parse().ok().map(|address: Address| {
+                let from =
+                    Mailboxes::from(Sender::new(config.smtp.from_name.clone(), address.clone()));
+                (
+                    address,
+                    header::From::from(from.clone()).display(),
+                    header::ReplyTo::from(from).display(),
+                )
+            }),
+            x_loop: HeaderValue::new(X_LOOP, mailbox.address.clone()),
+            ticket_headers: about.ticket.map_or_else(Vec::new, |t| {
+                vec![
+                    HeaderValue::new(X_POSTDESK_TICKET, t.id.to_string()),
+                    HeaderValue::new(THREAD_TOPIC, t.subject.clone()),
+                    HeaderValue::new(THREAD_INDEX, thread_index(t, mailbox)),
+                ]
+            }),
+        }
+    }
+}
+
+fn made_of(about: &Subject<'_>, mailbox: &Mailbox, config: &Config) -> [usize; 4] {
+    [
+        about.ticket.map_or(0, |t| std::ptr::from_ref(t) as usize),
+        about.inbound.map_or(0, |m| std::ptr::from_ref(m) as usize),
+        std::ptr::from_ref(mailbox) as usize,
+        std::ptr::from_ref(config) as usize,
+    ]
+}
+
+impl Shared {
+    /// The objects for `about`: the shared ones when they were made of the
+    /// same ticket, mail, mailbox and config, else new ones.
+    fn objects<'s>(
+        &'s self,
+        about: &Subject<'_>,
+        mailbox: &Mailbox,
+        config: &Config,
+        own: &'s mut Option<Objects>,
+    ) -> &'s Objects {
+        let shared = self.0.get_or_init(|| Objects::new(about, mailbox, config));
+        if shared.made_of == made_of(about, mailbox, config) {
+            shared
+        } else {
+            own.insert(Objects::new(about, mailbox, config))
+        }
+    }
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+const X_LOOP: HeaderName = HeaderName::new_from_ascii_str("X-Loop");
+const X_AUTO_RESPONSE_SUPPRESS: HeaderName =
+    HeaderName::new_from_ascii_str("X-Auto-Response-Suppress");
+const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
+const X_POSTDESK_TICKET: HeaderName = HeaderName::new_from_ascii_str("X-Postdesk-Ticket");
+const THREAD_TOPIC: HeaderName = HeaderName::new_from_ascii_str("Thread-Topic");
+const THREAD_INDEX: HeaderName = HeaderName::new_from_ascii_str("Thread-Index");
 
 /// The language a mail to `recipient` is written in: the customer's, else the desk's.
 pub fn language_for(config: &Config, recipient: &str) -> &'static str {
@@ -114,54 +242,73 @@ pub fn compose_as(
         .to
         .first()
         .map_or(config.desk.language.code(), |r| language_for(config, r));
-    let tags = &config.tags;
     let ticket = ticket_of(notice, about);
-    let mut context = json!({
-        "desk": { "name": config.desk.name, "tag": config.desk.tag },
-        "marker": marker(lang),
-        "lang": lang,
-        "mailbox": { "name": mailbox.name, "address": mailbox.address, "notes_address": mailbox.notes_address },
-        "ticket": ticket.map(crate::json::ticket),
-        "tag": ticket.map(|t| tags.format(t.id)),
-        "message": about.inbound.map(|m| json!({
-            "from": m.from, "from_name": m.from_name, "subject": m.subject, "body": m.body,
-            "date": crate::json::time(m.date.map(|d| d.timestamp())),
-            "attachments": m.attachments.iter().map(|a| json!({"filename": a.filename, "size": a.data.len()})).collect::<Vec<_>>(),
-        })),
-    });
-    if let Value::Object(map) = &mut context {
-        for (k, v) in &notice.extra {
-            map.insert(k.clone(), v.clone());
-        }
+    let mut own = None;
+    let objects = about.shared.objects(about, mailbox, config, &mut own);
+    let none = || Value::from(());
+    // The map minijinja itself makes of a serialized map (keys sorted), with
+    // `notice.extra` on top.
+    let mut context: BTreeMap<Value, Value> = BTreeMap::new();
+    for (key, value) in [
+        ("desk", objects.desk.clone()),
+        ("marker", Value::from(marker(lang))),
+        ("lang", Value::from(lang)),
+        ("mailbox", objects.mailbox.clone()),
+        (
+            "ticket",
+            ticket.map_or_else(none, |_| objects.ticket.clone()),
+        ),
+        ("tag", ticket.map_or_else(none, |_| objects.tag.clone())),
+        ("message", objects.message.clone()),
+    ] {
+        context.insert(Value::from(key), value);
     }
-    let rendered = templates.render(lang, notice.template, &context)?;
+    for (key, value) in &notice.extra {
+        context.insert(Value::from(key.as_str()), Value::from(Serde(value)));
+    }
+    let rendered = templates.render(lang, notice.template, Value::from(context))?;
     let subject = match ticket {
-        Some(t) => format!("{} {}", rendered.subject, tags.format(t.id))
+        Some(t) => format!("{} {}", rendered.subject, config.tags.format(t.id))
             .trim()
             .to_string(),
         None => rendered.subject,
     };
 
-    let from_address = mailbox
-        .address
-        .parse()
-        .map_err(|_| ComposeError::Address(mailbox.address.clone()))?;
-    let from = Address::new(config.smtp.from_name.clone(), from_address);
+    let (from_address, from, reply_to) = objects
+        .sender
+        .clone()
+        .ok_or_else(|| ComposeError::Address(mailbox.address.clone()))?;
+    let parse = |address: &String| {
+        address
+            .parse::<Address>()
+            .map_err(|_| ComposeError::Address(address.clone()))
+    };
+    let to = notice.to.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    let cc = notice.cc.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    let mailboxes = |addresses: &[Address]| -> Mailboxes {
+        addresses
+            .iter()
+            .map(|a| Sender::new(None, a.clone()))
+            .collect()
+    };
+    // From and Reply-To as `.from()` and `.reply_to()` set them.
     let mut builder = lettre::Message::builder()
-        .from(from.clone())
-        .reply_to(from)
+        .raw_header(from)
+        .raw_header(reply_to)
         .subject(subject.clone())
         .message_id(Some(format!("<{message_id}>")))
         .date(SystemTime::from(now))
         .header(ContentType::TEXT_PLAIN);
-    for to in &notice.to {
-        let address = to.parse().map_err(|_| ComposeError::Address(to.clone()))?;
-        builder = builder.to(Address::new(None, address));
+    if !to.is_empty() {
+        builder = builder.mailbox(header::To::from(mailboxes(&to)));
     }
-    for cc in &notice.cc {
-        let address = cc.parse().map_err(|_| ComposeError::Address(cc.clone()))?;
-        builder = builder.cc(Address::new(None, address));
+    if !cc.is_empty() {
+        builder = builder.mailbox(header::Cc::from(mailboxes(&cc)));
     }
+    // Given, so that lettre need not read it back from the headers.
+    let envelope = Envelope::new(Some(from_address), [to, cc].concat())
+        .map_err(|e| ComposeError::Build(e.to_string()))?;
+    builder = builder.envelope(envelope);
 
     // Threading: answer the inbound mail that caused this one, else the ticket's first message.
     let answered = if notice.answers_inbound {
@@ -169,11 +316,12 @@ pub fn compose_as(
     } else {
         None
     };
-    let mut references: Vec<String> = Vec::new();
+    let mut references: Vec<&str> = Vec::new();
     if let Some(m) = about.inbound.filter(|_| answered.is_some()) {
-        references.extend(m.references.iter().rev().take(9).rev().cloned());
+        let skip = m.references.len().saturating_sub(9);
+        references.extend(m.references[skip..].iter().map(String::as_str));
     } else if let Some(root) = about.thread_root {
-        references.push(root.to_string());
+        references.push(root);
     }
     // A relay answers the customer's latest message (`thread_to`).
     let fallback = if about.inbound.is_none() {
@@ -183,33 +331,32 @@ pub fn compose_as(
     };
     if let Some(id) = answered.or(notice.thread_to.as_deref()).or(fallback) {
         builder = builder.in_reply_to(format!("<{id}>"));
-        if !references.iter().any(|r| r == id) {
-            references.push(id.to_string());
+        if !references.contains(&id) {
+            references.push(id);
         }
     }
     if !references.is_empty() {
-        let joined = references
-            .iter()
-            .map(|r| format!("<{r}>"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut joined = String::new();
+        for r in &references {
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push('<');
+            joined.push_str(r);
+            joined.push('>');
+        }
         builder = builder.references(joined);
     }
 
-    let header = |name: &str, value: String| -> Result<HeaderValue, ComposeError> {
-        let name = HeaderName::new_from_ascii(name.to_string())
-            .map_err(|e| ComposeError::Build(e.to_string()))?;
-        Ok(HeaderValue::new(name, value))
-    };
-    builder = builder.raw_header(header("X-Loop", mailbox.address.clone())?);
-    builder = builder.raw_header(header("X-Auto-Response-Suppress", "All".into())?);
+    builder = builder.raw_header(objects.x_loop.clone());
+    builder = builder.raw_header(HeaderValue::new(X_AUTO_RESPONSE_SUPPRESS, "All".into()));
     if let Some(value) = notice.auto.header_value() {
-        builder = builder.raw_header(header("Auto-Submitted", value.into())?);
+        builder = builder.raw_header(HeaderValue::new(AUTO_SUBMITTED, value.into()));
     }
-    if let Some(t) = ticket {
-        builder = builder.raw_header(header("X-Postdesk-Ticket", t.id.to_string())?);
-        builder = builder.raw_header(header("Thread-Topic", t.subject.clone())?);
-        builder = builder.raw_header(header("Thread-Index", thread_index(t, mailbox))?);
+    if ticket.is_some() {
+        for value in &objects.ticket_headers {
+            builder = builder.raw_header(value.clone());
+        }
     }
     let attachments = match about.inbound {
         Some(m) if notice.with_attachments => m.attachments.as_slice(),
@@ -220,10 +367,11 @@ pub fn compose_as(
     } else {
         let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(rendered.body));
         for a in attachments {
-            let content_type = ContentType::parse(&a.content_type).unwrap_or(
-                ContentType::parse("application/octet-stream")
+            let content_type = match ContentType::parse(&a.content_type) {
+                Ok(content_type) => content_type,
+                Err(_) => ContentType::parse("application/octet-stream")
                     .map_err(|e| ComposeError::Build(e.to_string()))?,
-            );
+            };
             parts = parts.singlepart(
                 Attachment::new(crate::intake::safe_filename(&a.filename))
                     .body(a.data.clone(), content_type),
@@ -247,12 +395,17 @@ pub fn compose_as(
 /// and a 16-byte GUID fixed per ticket, so every mail of a ticket shares it.
 fn thread_index(ticket: &TicketRow, mailbox: &Mailbox) -> String {
     let filetime = (ticket.created_at.max(0) as u64 + 11_644_473_600) * 10_000_000;
-    let mut bytes = filetime.to_be_bytes()[..6].to_vec();
-    let guid = Sha256::digest(format!(
-        "postdesk-ticket:{}@{}",
-        ticket.id,
-        mailbox.domain()
-    ));
-    bytes.extend_from_slice(&guid[..16]);
+    let guid = Sha256::new()
+        .chain_update("postdesk-ticket:")
+        .chain_update(ticket.id.to_string())
+        .chain_update("@")
+        .chain_update(mailbox.domain())
+        .finalize();
+    let mut bytes = [0u8; 22];
+    bytes[..6].copy_from_slice(&filetime.to_be_bytes()[..6]);
+    bytes[6..].copy_from_slice(&guid[..16]);
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,7 @@ use postdesk_core::workflow::Plan;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use crate::compose::{Subject, compose};
+use crate::compose::{Shared, Subject, compose};
 use crate::desk::Desk;
 use crate::store::{
     AttachmentRow, EventRow, InboundRow, MessageRow, OutboxRow, Queued, Store, StoreError,
@@ -210,6 +210,8 @@ enum Job<'a> {
         ticket: Option<Arc<TicketRow>>,
         inbound: Option<Arc<Cow<'a, InboundMail>>>,
         thread_root: Option<Arc<str>>,
+        /// One for every mail the same message causes.
+        shared: Arc<Shared>,
     },
     Attachment {
         message: usize,
@@ -285,11 +287,13 @@ fn work(
                 ticket,
                 inbound,
                 thread_root,
+                shared,
             } => {
                 let subject = Subject {
                     ticket: ticket.as_deref(),
                     inbound: inbound.as_deref().map(|m| &**m),
                     thread_root: thread_root.as_deref(),
+                    shared: &shared,
                 };
                 Done::Composed {
                     message,
@@ -793,6 +797,7 @@ fn queue_notices_via<'a>(
     mut deferred: Option<&mut Deferred<'a>>,
 ) -> Result<Vec<String>, StoreError> {
     let at = now.timestamp();
+    let shared = Arc::new(Shared::default());
     let mut skipped = Vec::new();
     for notice in notices {
         let about_ticket = match notice.about {
@@ -860,16 +865,19 @@ fn queue_notices_via<'a>(
                     to_team: to_agents,
                     message_id,
                     notice: single,
-                    ticket: about_ticket.cloned(),
+                    // The notice says whether it is about the ticket.
+                    ticket: ticket.clone(),
                     inbound: inbound.clone(),
                     thread_root: thread_root.clone(),
+                    shared: shared.clone(),
                 });
                 continue;
             }
             let subject = Subject {
-                ticket: about_ticket.map(|t| &**t),
+                ticket: ticket.as_deref(),
                 inbound: inbound.as_deref().map(|m| &**m),
                 thread_root: thread_root.as_deref(),
+                shared: &shared,
             };
             let to = to.join(", ");
             match compose(

@@ -92,28 +92,44 @@ impl Templates {
         Ok(Templates { env })
     }
 
+    /// Renders template `name` in `lang` with `context`: a
+    /// [`minijinja::Value`], or anything serde can serialize wrapped in
+    /// [`minijinja::value::Serde`].
     pub fn render(
         &self,
         lang: &str,
         name: &str,
-        context: &serde_json::Value,
+        context: impl Into<minijinja::Value>,
     ) -> Result<Rendered, TemplateError> {
         let err = |message: String| TemplateError::Render {
             name: name.into(),
             lang: lang.into(),
             message,
         };
-        let text = self
+        let mut text = self
             .env
             .get_template(&format!("{lang}/{name}"))
-            .and_then(|t| t.render(minijinja::value::Serde(context)))
+            .and_then(|t| t.render(context))
             .map_err(|e| err(format!("{e:#}")))?;
-        let (first, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
-        let subject = first.strip_prefix("Subject:").unwrap_or(first).trim();
-        let subject: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let (first, body_at) = match text.find('\n') {
+            Some(i) => (&text[..i], i + 1),
+            None => (text.as_str(), text.len()),
+        };
+        let first = first.strip_prefix("Subject:").unwrap_or(first).trim();
+        let mut subject = String::with_capacity(first.len());
+        for word in first.split_whitespace() {
+            if !subject.is_empty() {
+                subject.push(' ');
+            }
+            subject.push_str(word);
+        }
+        // The body is the rest of the text: moved to the front, not copied.
+        let body_at = body_at + text[body_at..].len()
+            - text[body_at..].trim_start_matches(['\r', '\n']).len();
+        text.drain(..body_at);
         Ok(Rendered {
             subject,
-            body: body.trim_start_matches(['\r', '\n']).to_string(),
+            body: text,
         })
     }
 }
