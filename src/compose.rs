@@ -291,14 +291,21 @@ pub fn compose_as(
             .map(|a| Sender::new(None, a.clone()))
             .collect()
     };
+    let attachments = match about.inbound {
+        Some(m) if notice.with_attachments => m.attachments.as_slice(),
+        _ => &[],
+    };
     // From and Reply-To as `.from()` and `.reply_to()` set them.
     let mut builder = lettre::Message::builder()
         .raw_header(from)
         .raw_header(reply_to)
         .subject(subject.clone())
         .message_id(Some(format!("<{message_id}>")))
-        .date(SystemTime::from(now))
-        .header(ContentType::TEXT_PLAIN);
+        .date(SystemTime::from(now));
+    // A mail with attachments is multipart/mixed; lettre sets that itself.
+    if attachments.is_empty() {
+        builder = builder.header(ContentType::TEXT_PLAIN);
+    }
     if !to.is_empty() {
         builder = builder.mailbox(header::To::from(mailboxes(&to)));
     }
@@ -358,10 +365,6 @@ pub fn compose_as(
             builder = builder.raw_header(value.clone());
         }
     }
-    let attachments = match about.inbound {
-        Some(m) if notice.with_attachments => m.attachments.as_slice(),
-        _ => &[],
-    };
     let message = if attachments.is_empty() {
         builder.body(rendered.body)
     } else {

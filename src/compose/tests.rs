@@ -361,6 +361,15 @@ fn composed_bytes_are_pinned() {
             std::fs::write(&path, &text).unwrap();
         }
         assert_eq!(text, expected(&case), "{} differs", case.name);
+        // One Content-Type in the header block: text/plain, or
+        // multipart/mixed for a mail with attachments.
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let head = head.split("\n\n").next().unwrap_or(head);
+        let types = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+            .count();
+        assert_eq!(types, 1, "{}: {types} Content-Type headers", case.name);
     }
 }
 
