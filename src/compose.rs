@@ -216,12 +216,14 @@ fn ticket_of<'a>(notice: &Notice, about: &Subject<'a>) -> Option<&'a TicketRow> 
 /// A fresh Message-ID (without angle brackets) for a mail about `ticket`,
 /// unique within this process and across processes.
 pub fn new_message_id(ticket: Option<i64>, mailbox: &Mailbox, now: DateTime<Utc>) -> String {
+    // getpid is a system call each time; postdesk never forks.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     format!(
         "pd.{}.{}.{}.{}@{}",
         ticket.unwrap_or(0),
         now.timestamp(),
-        std::process::id(),
+        PID.get_or_init(std::process::id),
         sequence,
         mailbox.domain()
     )
