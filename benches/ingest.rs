@@ -46,6 +46,7 @@ fn main() {
         generated.elapsed()
     );
 
+    proc::settle();
     let run = postdesk::run_once(root, &[]);
     assert!(
         run.intake_ms > 0,

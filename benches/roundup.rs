@@ -87,6 +87,7 @@ fn main() {
         backlog::write_maildir(&root.join("incoming"), &mail, |p| {
             files.push(p.to_path_buf())
         });
+        proc::settle();
         let out = proc::measure(
             Command::new(postdesk::BIN)
                 .arg("--config")
@@ -108,6 +109,7 @@ fn main() {
         std::fs::create_dir_all(&root).expect("desk dir");
         backlog::write_maildir_config(&root);
         backlog::write_maildir(&root.join("mail/new"), &mail, |_| {});
+        proc::settle();
         let run = postdesk::run_once(&root, &[]);
         assert_eq!(count(&root, &["inbound", "--json"]), n);
         let tickets = count(&root, &["ticket", "list", "--json"]);
@@ -178,6 +180,7 @@ fn main() {
         } else {
             write_mbox(&copy, &mail[..k]);
         }
+        proc::settle();
         let out = proc::measure(
             Command::new(bin.join("roundup-mailgw"))
                 .arg(&tracker.home)
@@ -219,6 +222,7 @@ fn main() {
     for m in &mail[..single] {
         let file = dir.path().join("one.eml");
         std::fs::write(&file, roundup_text(m)).expect("message");
+        proc::settle();
         let out = proc::measure(
             Command::new(bin.join("roundup-mailgw"))
                 .arg(&tracker.home)

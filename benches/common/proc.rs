@@ -16,6 +16,16 @@ pub struct Measured {
     pub stderr: Vec<u8>,
 }
 
+/// Writes back what the bench itself wrote (corpora, copies, configs) before
+/// a measured run: otherwise the run's first fsync also waits for the disk to
+/// take those files (ext4 commits them in the same journal transaction), and
+/// the figure depends on how much the generator wrote just before. Done
+/// before every measured run, postdesk's and the peers' alike.
+pub fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 /// Runs `cmd` to completion (stdin from /dev/null unless set), capturing
 /// stdout and stderr.
 #[allow(
