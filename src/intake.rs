@@ -68,8 +68,8 @@ pub enum Taken {
 }
 
 /// Processes a batch of messages with one commit (group commit): each message
-/// runs inside its own SAVEPOINT, so it is applied whole or not at all, and a
-/// failing message is rolled back alone. Returns the outcome of the leading
+/// is applied whole or not at all, and a failing message is rolled back
+/// alone (the batch is then done again with a SAVEPOINT per message). Returns the outcome of the leading
 /// messages that were committed, in order; the caller acknowledges exactly
 /// those to the source, and retries the rest later. Fails only when not even
 /// the first message could be taken in.
@@ -347,9 +347,9 @@ fn take_in_with_helpers<'r>(
             next_outbox: None,
             queued: Vec::new(),
         };
-        let applied = store.begin().map_err(IntakeError::from).and_then(|tx| {
-            let outcomes = apply_in_order(&tx, desk, mailbox, readings, now, &mut deferred)?;
-            Ok((tx, outcomes))
+        let applied = store.begin().map(|tx| {
+            let outcomes = apply_in_order(&tx, desk, mailbox, readings, now, &mut deferred);
+            (tx, outcomes)
         });
         let broken = deferred.broken;
         // No more jobs: the helpers stop once the queue is empty, and this
@@ -365,9 +365,9 @@ fn take_in_with_helpers<'r>(
         (applied.map(|(tx, outcomes)| (tx, outcomes, broken)), done)
     });
     let (tx, outcomes, broken) = applied?;
-    if broken {
+    let Some(outcomes) = outcomes.filter(|_| !broken) else {
         return Ok(None);
-    }
+    };
     // Only what the messages kept (not rolled back) caused counts.
     let kept = outcomes.len();
     for d in done {
@@ -403,9 +403,12 @@ fn take_in_with_helpers<'r>(
     Ok(Some(outcomes))
 }
 
-/// Each message in its own savepoint, in order, handing the pure work to the
-/// helpers; stops at the first message that fails (rolled back alone). Fails
-/// when not even the first message could be taken in.
+/// Every message in order, handing the pure work to the helpers, with no
+/// savepoint per message (each would copy every page the message touches
+/// first into a sub-journal): `None` as soon as one message fails, and the
+/// caller then rolls the batch back and does it again one message after
+/// another, each in its own savepoint, where the message at fault fails
+/// alone.
 fn apply_in_order<'r>(
     tx: &Tx<'_>,
     desk: &Desk,
@@ -413,12 +416,11 @@ fn apply_in_order<'r>(
     readings: &'r Readings<'r>,
     now: DateTime<Utc>,
     deferred: &mut Deferred<'r>,
-) -> Result<Vec<Taken>, IntakeError> {
+) -> Option<Vec<Taken>> {
     let mut outcomes = Vec::with_capacity(readings.batch.len());
     for (i, (source_ref, raw, reading)) in readings.iter().enumerate() {
         deferred.message = i;
-        tx.savepoint()?;
-        let result = take_one(
+        match take_one(
             tx,
             desk,
             mailbox,
@@ -427,21 +429,15 @@ fn apply_in_order<'r>(
             reading,
             now,
             Some(&mut *deferred),
-        )
-        .and_then(|taken| Ok(tx.release_savepoint().map(|()| taken)?));
-        match result {
+        ) {
             Ok(taken) => outcomes.push(taken),
             Err(e) => {
-                tx.rollback_to_savepoint()?;
-                if outcomes.is_empty() {
-                    return Err(e);
-                }
-                warn!(mailbox = %mailbox.name, source_ref, error = %e, "message left for the next pass");
-                break;
+                debug!(mailbox = %mailbox.name, source_ref, error = %e, "a message failed: batch done again one message at a time");
+                return None;
             }
         }
     }
-    Ok(outcomes)
+    Some(outcomes)
 }
 
 #[allow(clippy::too_many_arguments)]

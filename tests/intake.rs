@@ -780,6 +780,78 @@ fn ack_rate_limit_counts_the_acks_queued_earlier_in_the_same_batch() {
     assert!(reasons[3].contains("rate limit"), "{reasons:#?}");
 }
 
+/// A message whose write fails in the middle of a batch is rolled back alone:
+/// the messages before and after it are taken in once each, and nothing of
+/// it (ticket, outbox row, recipients, Message-ID) is left behind.
+#[test]
+fn a_message_failing_within_a_batch_fails_alone() {
+    let desk = Desk::new();
+    desk.ok(&["ticket", "list", "--json"]);
+    // The store refuses the second mail's message row.
+    let db = rusqlite::Connection::open(desk.path("var/postdesk.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.subject = 'Refused' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    drop(db);
+    let mut files = Vec::new();
+    for (i, (from, subject)) in [
+        ("ana@cliente.com", "Primera"),
+        ("eva@cliente.com", "Refused"),
+        ("rosa@cliente.com", "Tercera"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let file = desk.path(&format!("batch-{i}.eml"));
+        let raw = mail(from, subject, &format!("fail-{i}@cliente.com"), "", "Texto");
+        std::fs::write(&file, raw).unwrap();
+        files.push(file.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["ingest"];
+    args.extend(files.iter().map(String::as_str));
+    let out = desk.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("batch-1.eml") && stderr.contains("injected failure"),
+        "{stderr}"
+    );
+    let tickets = desk.tickets();
+    let subjects: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["Primera", "Tercera"]);
+    assert_eq!(desk.inbound().as_array().unwrap().len(), 2);
+    let acks: Vec<String> = desk
+        .outbox_for("ack")
+        .iter()
+        .map(|o| o["to"][0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(acks, ["ana@cliente.com", "rosa@cliente.com"]);
+    let db = rusqlite::Connection::open(desk.path("var/postdesk.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox_recipients WHERE address = 'eva@cliente.com'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox"),
+        4,
+        "two acks, two team notifications"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM message_ids WHERE direction = 'out'"),
+        4
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM message_ids WHERE message_id = 'fail-1@cliente.com'"),
+        0
+    );
+}
+
 #[test]
 fn maildir_walkthrough_with_run_once() {
     let desk = Desk::new();
