@@ -535,8 +535,7 @@ fn apply<'a>(
                 };
                 let mut row = row;
                 settle_sla(&desk.config, &mut row, None, at);
-                tx.insert_ticket(&row)?;
-                tx.set_fingerprint(id, &new.fingerprint.subject, &new.fingerprint.body)?;
+                tx.insert_ticket(&row, &new.fingerprint)?;
                 let detail = new
                     .continues
                     .map(|old| format!("continues closed ticket {old}"));

@@ -12,6 +12,7 @@ pub fn all() -> Migrations<'static> {
         M::up(V4),
         M::up(V5),
         M::up(V6),
+        M::up(V7),
     ])
 }
 
@@ -220,4 +221,10 @@ CREATE INDEX tickets_next_timer ON tickets(next_timer_at);
 /// what reports count per period (resolved, closed, cancelled).
 const V6: &str = r#"
 CREATE INDEX events_kind ON events(kind, at);
+"#;
+
+/// 7: bounce stops by expiry, so intake asks once per message whether any
+/// stop is in force (usually none) instead of once per recipient.
+const V7: &str = r#"
+CREATE INDEX bounce_stops_until ON bounce_stops(until);
 "#;

@@ -16,8 +16,10 @@ mod report;
 mod view;
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeZone, Utc};
+use postdesk_core::duplicates::Fingerprint;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 pub use report::ReportTicket;
@@ -381,9 +383,9 @@ fn parse_list(text: &str) -> Vec<String> {
 
 /// Reads shared by transactions and plain connections.
 pub fn load_ticket(conn: &Connection, id: i64) -> Result<Option<TicketRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
-    ))?;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"));
+    let mut stmt = conn.prepare_cached(&SQL)?;
     let Some(mut t) = stmt.query_row([id], ticket_from_row).optional()? else {
         return Ok(None);
     };
@@ -460,15 +462,46 @@ impl Tx<'_> {
         Ok(max.map_or(first, |m| (m + 1).max(first)))
     }
 
-    pub fn insert_ticket(&self, t: &TicketRow) -> Result<()> {
-        self.tx.prepare_cached(&format!("INSERT INTO tickets ({TICKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"))?
-            .execute(params![
-                t.id, t.subject, t.status, t.priority, t.ticket_type, json_list(&t.categories), t.queue, t.mailbox,
-                t.requester, t.customer, t.assignee, t.duplicate_of, t.continues, t.created_at, t.updated_at,
-                t.last_update_at, t.first_response_due, t.first_response_at, t.resolution_due, t.resolved_at,
-                t.resolved_by, t.closed_at, t.sla_state, t.escalation_level, t.sla_policy, t.waiting_since,
-                t.paused_seconds, t.next_timer_at
-            ])?;
+    /// A new ticket with its participants and what the duplicate rule
+    /// compares it on.
+    pub fn insert_ticket(&self, t: &TicketRow, fingerprint: &Fingerprint) -> Result<()> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO tickets ({TICKET_COLUMNS}, dedup_subject, dedup_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)"
+            )
+        });
+        self.tx.prepare_cached(&SQL)?.execute(params![
+            t.id,
+            t.subject,
+            t.status,
+            t.priority,
+            t.ticket_type,
+            json_list(&t.categories),
+            t.queue,
+            t.mailbox,
+            t.requester,
+            t.customer,
+            t.assignee,
+            t.duplicate_of,
+            t.continues,
+            t.created_at,
+            t.updated_at,
+            t.last_update_at,
+            t.first_response_due,
+            t.first_response_at,
+            t.resolution_due,
+            t.resolved_at,
+            t.resolved_by,
+            t.closed_at,
+            t.sla_state,
+            t.escalation_level,
+            t.sla_policy,
+            t.waiting_since,
+            t.paused_seconds,
+            t.next_timer_at,
+            fingerprint.subject,
+            fingerprint.body
+        ])?;
         for p in &t.participants {
             self.add_participant(t.id, p)?;
         }
@@ -505,13 +538,6 @@ impl Tx<'_> {
     }
 
     /// What duplicate detection compares later mail with.
-    pub fn set_fingerprint(&self, ticket: i64, subject: &str, body: &str) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE tickets SET dedup_subject = ?2, dedup_body = ?3 WHERE id = ?1")?
-            .execute(params![ticket, subject, body])?;
-        Ok(())
-    }
-
     pub fn add_participant(&self, ticket: i64, address: &str) -> Result<()> {
         self.tx.prepare_cached("INSERT OR IGNORE INTO participants (ticket, address, position) VALUES (?1, ?2, (SELECT COUNT(*) FROM participants WHERE ticket = ?1))")?
             .execute(params![ticket, address])?;
@@ -941,6 +967,24 @@ mod tests {
     }
 
     #[test]
+    fn bounce_stops_in_force_are_told_from_expired_ones() {
+        use postdesk_core::view::DeskView;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let tx = store.begin().unwrap();
+        tx.stop_automatic_mail("old@cliente.com", 100, "5.1.1")
+            .unwrap();
+        assert!(!tx.view().bounce_stopped("old@cliente.com", to_time(200)));
+        assert!(tx.view().bounce_stopped("old@cliente.com", to_time(50)));
+        tx.stop_automatic_mail("new@cliente.com", 500, "5.1.1")
+            .unwrap();
+        let view = tx.view();
+        assert!(view.bounce_stopped("new@cliente.com", to_time(200)));
+        assert!(!view.bounce_stopped("old@cliente.com", to_time(200)));
+        assert!(!view.bounce_stopped("other@cliente.com", to_time(200)));
+    }
+
+    #[test]
     fn a_team_notification_records_its_message_id_but_not_its_agents() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
@@ -968,18 +1012,21 @@ mod tests {
         let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
         let tx = store.begin().unwrap();
         assert_eq!(tx.next_ticket_id(1000).unwrap(), 1000);
-        tx.insert_ticket(&TicketRow {
-            id: 1000,
-            subject: "s".into(),
-            status: "new".into(),
-            priority: "medium".into(),
-            queue: "general".into(),
-            mailbox: "m".into(),
-            requester: "a@b.c".into(),
-            sla_state: "none".into(),
-            participants: vec!["a@b.c".into()],
-            ..Default::default()
-        })
+        tx.insert_ticket(
+            &TicketRow {
+                id: 1000,
+                subject: "s".into(),
+                status: "new".into(),
+                priority: "medium".into(),
+                queue: "general".into(),
+                mailbox: "m".into(),
+                requester: "a@b.c".into(),
+                sla_state: "none".into(),
+                participants: vec!["a@b.c".into()],
+                ..Default::default()
+            },
+            &Fingerprint::default(),
+        )
         .unwrap();
         assert_eq!(tx.next_ticket_id(1000).unwrap(), 1001);
         tx.commit().unwrap();

@@ -3,7 +3,7 @@
 //! answered conservatively and remembered, so the caller can abort the
 //! transaction instead of acting on a half-read state.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use chrono::{DateTime, Utc};
 use postdesk_core::duplicates::{Candidate, Fingerprint};
@@ -18,6 +18,9 @@ pub struct TxView<'a> {
     /// Mail queued earlier in this transaction whose recipients are not
     /// written yet (intake's batch writes them once the mail is composed).
     queued: &'a [Queued],
+    /// Whether any address is under a bounce stop at all (usually none): one
+    /// query per view instead of one per recipient.
+    any_bounce_stop: OnceCell<bool>,
     failure: RefCell<Option<StoreError>>,
 }
 
@@ -36,6 +39,7 @@ impl<'a> TxView<'a> {
         TxView {
             conn,
             queued,
+            any_bounce_stop: OnceCell::new(),
             failure: RefCell::new(None),
         }
     }
@@ -183,7 +187,14 @@ impl DeskView for TxView<'_> {
     }
 
     fn bounce_stopped(&self, address: &str, now: DateTime<Utc>) -> bool {
-        self.exists(
+        let any = *self.any_bounce_stop.get_or_init(|| {
+            // MAX on the `until` index: one step, however many stops expired.
+            self.exists(
+                "SELECT 1 FROM bounce_stops WHERE until = (SELECT MAX(until) FROM bounce_stops) AND until > ?1",
+                params![now.timestamp()],
+            ) || self.failure.borrow().is_some()
+        });
+        any && self.exists(
             "SELECT 1 FROM bounce_stops WHERE address = ?1 AND until > ?2",
             params![address, now.timestamp()],
         )
