@@ -431,7 +431,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO tickets (id, subject, status, priority, queue, mailbox, requester, created_at, updated_at)
                  VALUES (?1, ?2, 'new', 'medium', 'general', 'soporte', 'ana@cliente.com', 0, 0)",
-                rusqlite::params![id, "x".repeat(2000)],
+                rusqlite::params![id, "x".repeat(10_000)],
             )
             .unwrap();
         };

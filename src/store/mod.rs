@@ -116,6 +116,12 @@ impl Store {
         // Intake alone runs ~25 distinct statements per message; rusqlite's
         // default cache of 16 would re-prepare them every time.
         conn.set_prepared_statement_cache_capacity(128);
+        // A new database gets 16 KiB pages: the raw mail and composed mail
+        // it mostly holds fit a page instead of overflowing a 4 KiB one, and
+        // a batch commit writes a quarter of the WAL frames (on ext4 each
+        // frame is a write that extends the log). No effect on an existing
+        // database.
+        conn.pragma_update(None, "page_size", 16_384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // The per-message SAVEPOINT's sub-journal stays in memory, not a temp file.
@@ -131,7 +137,7 @@ impl Store {
     /// For a burst of batch intake (a mailbox's backlog, `ingest`): commits
     /// leave the copying of the write-ahead log to a thread of its own (see
     /// [`checkpoint`]), and the page cache may hold a whole batch's writes
-    /// (up to 16 MiB) instead of spilling them to the log before the commit.
+    /// (up to 8 MiB) instead of spilling them to the log before the commit.
     /// [`Store::stop_background_checkpoints`] ends the burst.
     pub fn start_background_checkpoints(&mut self) -> Result<()> {
         if self.checkpointer.is_some() {
@@ -142,7 +148,7 @@ impl Store {
         };
         self.checkpointer = Some(checkpoint::Checkpointer::start(&path)?);
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        self.conn.pragma_update(None, "cache_size", -16_384)?;
+        self.conn.pragma_update(None, "cache_size", -8_192)?;
         Ok(())
     }
 
@@ -891,6 +897,27 @@ pub fn first_message_id(conn: &Connection, ticket: i64) -> Result<Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_database_has_16_kib_pages_and_an_old_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |store: &Store| -> i64 {
+            store
+                .conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .unwrap()
+        };
+        let fresh = dir.path().join("new.sqlite");
+        assert_eq!(page_size(&Store::open(&fresh).unwrap()), 16_384);
+        let old = dir.path().join("old.sqlite");
+        {
+            let conn = Connection::open(&old).unwrap();
+            conn.pragma_update(None, "page_size", 4096).unwrap();
+            conn.execute_batch("CREATE TABLE t (x); DROP TABLE t;")
+                .unwrap();
+        }
+        assert_eq!(page_size(&Store::open(&old).unwrap()), 4096);
+    }
 
     #[test]
     fn migrations_are_valid() {
