@@ -17,12 +17,15 @@ pub struct TagMatcher {
 
 impl TagMatcher {
     pub fn new(tag: &str) -> TagMatcher {
+        // ASCII digits, which is what a ticket number is: Unicode `\d`
+        // repeated up to 18 times made building this regex take ~0.9 ms in
+        // every process (0.1 ms with `[0-9]`).
         let pattern = Regex::new(&format!(
-            r"(?i)\[\s*{}\s*(?::|#|\s)\s*#?\s*(\d{{1,18}})\s*\]",
+            r"(?i)\[\s*{}\s*(?::|#|\s)\s*#?\s*([0-9]{{1,18}})\s*\]",
             regex::escape(tag)
         ))
         .unwrap_or_else(|_| {
-            Regex::new(r"\[\s*Ticket\s*(?::|#|\s)\s*#?\s*(\d{1,18})\s*\]")
+            Regex::new(r"\[\s*Ticket\s*(?::|#|\s)\s*#?\s*([0-9]{1,18})\s*\]")
                 .unwrap_or_else(|_| unreachable!())
         });
         TagMatcher {
