@@ -26,23 +26,10 @@ pub fn ingest(
     mailbox: Option<&str>,
     files: &[PathBuf],
 ) -> Result<u8, Failure> {
-    let desk = load_desk(config)?;
-    let mailbox = match mailbox {
-        Some(name) => desk.config.mailbox(name).ok_or_else(|| Failure {
-            code: 2,
-            error: anyhow::anyhow!("no mailbox named `{name}` in {}", config.display()),
-        })?,
-        None => desk.config.mailboxes.first().ok_or_else(|| Failure {
-            code: 2,
-            error: anyhow::anyhow!("no mailboxes configured"),
-        })?,
-    };
-    let mut store = open_store(&desk).map_err(|f| Failure {
-        code: EX_TEMPFAIL,
-        error: f.error,
-    })?;
-    let mut code = 0;
     if files.is_empty() {
+        let desk = load_desk(config)?;
+        let mailbox = pick_mailbox(&desk, config, mailbox)?;
+        let mut store = open_database(&desk)?;
         let mut raw = Vec::new();
         std::io::stdin()
             .read_to_end(&mut raw)
@@ -50,26 +37,14 @@ pub fn ingest(
                 code: EX_TEMPFAIL,
                 error: anyhow::anyhow!("reading stdin: {e}"),
             })?;
-        code = ingest_batch(
-            &mut store,
-            &desk,
-            mailbox,
-            clock,
-            &[Input::new("stdin".into(), raw)],
-        );
-        return Ok(code);
-    }
-    if files.len() > 1 {
-        // A backlog of files: checkpoints off the committing thread.
-        store.start_background_checkpoints().map_err(|e| Failure {
-            code: EX_TEMPFAIL,
-            error: e.into(),
-        })?;
+        let input = Input::new("stdin".into(), raw);
+        return Ok(ingest_batch(&mut store, &desk, mailbox, clock, &[input]));
     }
     // Files go in batches with one commit each, as the daemon takes in a
     // Maildir: a backlog of .eml files imports at the daemon's speed, and
     // memory stays bounded by the batch (and the one read ahead: a reader
-    // thread reads and hashes the next batch's files meanwhile).
+    // thread reads and hashes the files, from the start on, while the desk
+    // loads and the database opens, then a batch ahead).
     std::thread::scope(|scope| {
         let (ready, batches) = mpsc::sync_channel(1);
         scope.spawn(move || {
@@ -83,11 +58,23 @@ pub fn ingest(
                             .map_err(|e| format!("postdesk: {label}: {e}"))
                     })
                     .collect();
+                // Gone: the desk could not be opened, nothing more to read.
                 if ready.send(batch).is_err() {
                     return;
                 }
             }
         });
+        let desk = load_desk(config)?;
+        let mailbox = pick_mailbox(&desk, config, mailbox)?;
+        let mut store = open_database(&desk)?;
+        if files.len() > 1 {
+            // A backlog of files: checkpoints off the committing thread.
+            store.start_background_checkpoints().map_err(|e| Failure {
+                code: EX_TEMPFAIL,
+                error: e.into(),
+            })?;
+        }
+        let mut code = 0;
         for loaded in batches {
             let mut batch = Vec::with_capacity(loaded.len());
             for input in loaded {
@@ -104,8 +91,35 @@ pub fn ingest(
                 code = code.max(c);
             }
         }
-    });
-    Ok(code)
+        Ok(code)
+    })
+}
+
+/// A database that cannot be opened is a transient fault (EX_TEMPFAIL: the
+/// MTA tries again).
+fn open_database(desk: &Desk) -> Result<Store, Failure> {
+    open_store(desk).map_err(|f| Failure {
+        code: EX_TEMPFAIL,
+        error: f.error,
+    })
+}
+
+/// The mailbox named on the command line, else the first one configured.
+fn pick_mailbox<'d>(
+    desk: &'d Desk,
+    config: &Path,
+    mailbox: Option<&str>,
+) -> Result<&'d Mailbox, Failure> {
+    match mailbox {
+        Some(name) => desk.config.mailbox(name).ok_or_else(|| Failure {
+            code: 2,
+            error: anyhow::anyhow!("no mailbox named `{name}` in {}", config.display()),
+        }),
+        None => desk.config.mailboxes.first().ok_or_else(|| Failure {
+            code: 2,
+            error: anyhow::anyhow!("no mailboxes configured"),
+        }),
+    }
 }
 
 /// One message to take in: where it came from, its bytes, and its
