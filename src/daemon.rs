@@ -147,7 +147,8 @@ async fn reload(
     let new = match Desk::load(path) {
         Ok(desk) => Arc::new(desk),
         Err(e) => {
-            error!(config = %path.display(), error = %e, "configuration reload refused; the running configuration stays");
+            let error = anyhow::Error::new(e);
+            error!(config = %path.display(), error = format!("{error:#}"), "configuration reload refused; the running configuration stays");
             return;
         }
     };

@@ -13,14 +13,15 @@ use crate::templates::{TemplateError, Templates};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read config file {path}: {source}")]
+    // The source is printed by the error chain (`{:#}`), once.
+    #[error("cannot read config file {path}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] postdesk_core::config::ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Templates(#[from] TemplateError),
 }
 

@@ -345,6 +345,12 @@ fn check_config_accepts_the_example_and_names_file_line_key() {
     let line = text.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
     let expected = format!("{}:{line}: smtp.colour", desk.config.display());
     assert!(err.contains(&expected), "expected `{expected}` in: {err}");
+    assert_eq!(err.matches(&expected).count(), 1, "said once: {err}");
+    // The same error from a command that loads the desk, also said once.
+    let out = desk.run(&["ingest", "--mailbox", "soporte", "a.eml", "b.eml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches(&expected).count(), 1, "said once: {err}");
 
     // A bad value: the line of the value and the key in full.
     let text = base_config("reopen_window = \"two weeks\"");
