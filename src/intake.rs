@@ -579,25 +579,7 @@ fn apply<'a>(
                         "Ticket {id} from {} was cancelled as a duplicate of this one:\n\n{}",
                         m.from, m.body
                     );
-                    tx.insert_message(&MessageRow {
-                        ticket: original,
-                        kind: "note".into(),
-                        from: m.from.clone(),
-                        subject: m.subject.clone(),
-                        received_at: at,
-                        body: text,
-                        ..Default::default()
-                    })?;
-                    tx.add_event(
-                        original,
-                        &EventRow {
-                            at,
-                            kind: "merged_note".into(),
-                            by: Some(m.from.clone()),
-                            detail: Some(format!("text of duplicate ticket {id}")),
-                            ..Default::default()
-                        },
-                    )?;
+                    add_merged_note(tx, original, id, &m.from, &m.subject, text, at)?;
                     let mut original_row = tx.ticket(original)?;
                     if let Some(row) = original_row.as_mut() {
                         row.updated_at = at;
@@ -904,6 +886,39 @@ fn queue_notices_via<'a>(
     Ok(skipped)
 }
 
+/// SPEC §5: the text of duplicate ticket `duplicate` goes to the `original`
+/// (oldest) ticket as an internal note, with a `merged_note` event.
+fn add_merged_note(
+    tx: &Tx<'_>,
+    original: i64,
+    duplicate: i64,
+    by: &str,
+    subject: &str,
+    text: String,
+    at: i64,
+) -> Result<(), StoreError> {
+    tx.insert_message(&MessageRow {
+        ticket: original,
+        kind: "note".into(),
+        from: by.into(),
+        subject: subject.into(),
+        received_at: at,
+        body: text,
+        ..Default::default()
+    })?;
+    tx.add_event(
+        original,
+        &EventRow {
+            at,
+            kind: "merged_note".into(),
+            by: Some(by.into()),
+            detail: Some(format!("text of duplicate ticket {duplicate}")),
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
 /// Applies a workflow plan (agent commands, `ticket update`) to the row and
 /// records its events; every change is a support-side update.
 pub fn apply_plan(
@@ -946,25 +961,7 @@ pub fn apply_plan(
                 format!("Ticket {id} ({from}) was closed as a duplicate of this one:\n\n{body}")
             })
             .unwrap_or_else(|| format!("Ticket {id} was closed as a duplicate of this one."));
-        tx.insert_message(&MessageRow {
-            ticket: original,
-            kind: "note".into(),
-            from: by.into(),
-            subject: row.subject.clone(),
-            received_at: at,
-            body: text,
-            ..Default::default()
-        })?;
-        tx.add_event(
-            original,
-            &EventRow {
-                at,
-                kind: "merged_note".into(),
-                by: Some(by.into()),
-                detail: Some(format!("text of duplicate ticket {id}")),
-                ..Default::default()
-            },
-        )?;
+        add_merged_note(tx, original, id, by, &row.subject, text, at)?;
     }
     if let Some(text) = &plan.note {
         tx.insert_message(&MessageRow {
