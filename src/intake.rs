@@ -69,8 +69,9 @@ pub enum Taken {
 
 /// Processes a batch of messages with one commit (group commit): each message
 /// is applied whole or not at all, and a failing message is rolled back
-/// alone (the batch is then done again with a SAVEPOINT per message). Returns the outcome of the leading
-/// messages that were committed, in order; the caller acknowledges exactly
+/// alone (the batch is then done again with a SAVEPOINT per message).
+/// Returns the outcome of the leading messages that were committed, in
+/// order; the caller acknowledges exactly
 /// those to the source, and retries the rest later. Fails only when not even
 /// the first message could be taken in.
 ///
@@ -758,9 +759,10 @@ pub fn queue_notices(
 }
 
 /// [`queue_notices`] for `ticket` as it stands (and the Message-ID its thread
-/// starts with), composing now or (`deferred`) on a helper thread: then
-/// the outbox row is written now without its text (what later decisions
-/// look at: recipients, template, Message-ID) and filled in before commit.
+/// starts with), composing now or (`deferred`) on a helper thread: then the
+/// Message-ID is recorded now, the recipients are kept in `deferred.queued`
+/// (what later decisions look at), and the outbox row with its recipients is
+/// written once the mail is composed, before the commit.
 #[allow(clippy::too_many_arguments)]
 fn queue_notices_via<'a>(
     tx: &Tx<'_>,
