@@ -468,7 +468,11 @@ async fn drain_mailbox(
         if batch.is_empty() {
             break;
         }
-        store.start_background_checkpoints()?;
+        // A backlog, not the one mail of a quiet moment: checkpoints on
+        // their own thread until the mailbox is drained.
+        if batch.len() > 1 {
+            store.start_background_checkpoints()?;
+        }
         let done = take_in_and_acknowledge(
             &mut source,
             &mut store,
@@ -705,7 +709,11 @@ impl Imap<'_> {
                 if batch.is_empty() {
                     break;
                 }
-                store.start_background_checkpoints()?;
+                // A backlog, not the one mail IDLE just announced: checkpoints
+                // on their own thread until the folder is drained.
+                if batch.len() > 1 {
+                    store.start_background_checkpoints()?;
+                }
                 let done = take_in_and_acknowledge(
                     &mut source,
                     &mut store,
